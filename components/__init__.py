@@ -1,0 +1,1 @@
+"""Component resources of plumber-hosting, one per concern."""

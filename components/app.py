@@ -1,0 +1,112 @@
+"""One Plumber API: its release, R packages, systemd workers and nginx route."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+from pulumi_command import remote
+
+from components.bundle import make_bundle
+from components.config import AppSpec, StackSpec
+from components.remote_script import child_options, script_command
+from components.render import render, sha
+
+TYPE = "plumber-hosting:index:PlumberApp"
+
+
+def env_file(app: AppSpec) -> str:
+    """The app's EnvironmentFile: env and secret_env (secret: only ever on stdin)."""
+    return render("etc/plumber-hosting/env/api.env.j2", name=app.name, env={**app.env, **app.secret_env})
+
+
+def r_vector(items: list[str]) -> str:
+    return "c(" + ", ".join(f"'{i}'" for i in items) + ")"
+
+
+def deploy_script(spec: StackSpec, app: AppSpec, release: str, token: str) -> str:
+    ports = app.ports
+    upstream = "etc/nginx/plumber-hosting/upstreams/api.conf.j2"
+    upstreams = {"a": render(upstream, name=app.name, ports=ports[: app.workers])}
+    if app.workers == 1:
+        upstreams["b"] = render(upstream, name=app.name, ports=ports[1:2])
+    return render(
+        "scripts/deploy-app.sh.j2",
+        name=app.name,
+        release=release,
+        token=token,
+        ports=ports,
+        workers=app.workers,
+        health_path=app.health_path,
+        start_timeout=app.start_timeout,
+        drain_timeout=min(app.timeout + 5, 120),
+        keep_releases=app.keep_releases,
+        packages=r_vector(app.packages) if app.packages else None,
+        cran_repo=spec.cran_repo,
+        rscript=spec.rscript,
+        unit_file=render(
+            "etc/systemd/system/plumber-api@.service.j2",
+            name=app.name,
+            rscript=spec.rscript,
+            docs=app.docs,
+            memory_max=app.memory_max,
+        ),
+        upstreams=upstreams,
+        location=render(
+            "etc/nginx/plumber-hosting/locations/api.conf.j2",
+            name=app.name,
+            path=app.url_path,
+            workers=app.workers,
+            timeout=app.timeout,
+            max_body=app.max_body,
+        ),
+    )
+
+
+@dataclass
+class PlumberAppArgs:
+    spec: StackSpec
+    app: AppSpec
+    base_dir: Path
+    connection: remote.ConnectionArgs
+    base_url: pulumi.Input[str]
+    sudo: bool = False
+
+
+class PlumberApp(pulumi.ComponentResource):
+    command: remote.Command
+    url: pulumi.Output[str]
+
+    def __init__(self, name: str, args: PlumberAppArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(TYPE, name, None, opts)
+        app = args.app
+        source = Path(app.source).expanduser()
+        if not source.is_absolute():
+            source = args.base_dir / source
+        bundle = make_bundle(source, env_file(app))
+        # The token ties the server's copy of the app to this resource: a
+        # delete only removes the app if no other resource deployed it since.
+        token = sha(f"{pulumi.get_project()}/{pulumi.get_stack()}/{name}/{deploy_script(args.spec, app, bundle.release, '')}")
+        self.command = script_command(
+            f"{name}-deploy",
+            connection=args.connection,
+            script=deploy_script(args.spec, app, bundle.release, token),
+            delete_script=render("scripts/remove-app.sh.j2", name=app.name, token=token),
+            sudo=args.sudo,
+            stdin=pulumi.Output.secret(bundle.payload),
+            opts=child_options(self, opts),
+        )
+        self.release = bundle.release
+        self.url = pulumi.Output.concat(args.base_url, app.url_path, "/")
+        self.docs_url = pulumi.Output.concat(self.url, "__docs__/") if app.docs else None
+        self.logs = f"journalctl -u 'plumber-{app.name}@*' -f"
+        self.register_outputs(
+            {
+                "name": app.name,
+                "workers": app.workers,
+                "memory_max_mb": app.memory_max_mb,
+                "release": bundle.release,
+                "url": self.url,
+            }
+        )

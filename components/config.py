@@ -1,0 +1,588 @@
+"""Stack config -> validated model.
+
+Everything the program does starts from :func:`load_spec`, which reads every key
+under the ``plumber-hosting:`` namespace, validates the whole config with
+pydantic plus the cross-field rules below, and raises one :class:`ConfigError`
+naming each offending key path (``apps[2].path``) before any resource exists.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.runtime import config as runtime_config
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+NAMESPACE = "plumber-hosting"
+
+LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+ANYWHERE = ["0.0.0.0/0", "::/0"]
+ENTRYPOINTS = ("entrypoint.R", "plumber.R")
+RESERVED_PATHS = ("/.well-known", "/healthz", "/__plumber-hosting")
+
+# Worker ports. An app whose port is derived from its name gets a slot of
+# PORT_SLOT_WIDTH ports starting at PORT_BASE + slot * PORT_SLOT_WIDTH; it uses
+# `workers` of them plus one spare (for a single worker's zero-downtime swap).
+# Slots stay below Linux's ephemeral range (32768+).
+PORT_BASE = 10000
+PORT_SLOT_WIDTH = 40
+PORT_SLOTS = 550
+MAX_WORKERS = 32
+
+# Keys that only make sense when the program creates the droplet.
+DROPLET_ONLY = (
+    "region",
+    "size",
+    "image",
+    "droplet_name",
+    "tags",
+    "backups",
+    "monitoring",
+    "ipv6",
+    "ssh_public_key",
+    "ssh_key_ids",
+    "reserved_ip",
+)
+
+# Keys whose config value is text even when it looks like JSON (a droplet
+# named "123" stays a string).
+TEXT_KEYS = {
+    "region",
+    "size",
+    "image",
+    "droplet_name",
+    "ssh_public_key",
+    "ssh_private_key",
+    "ssh_private_key_file",
+    "r_version",
+    "cran_repo",
+    "domain",
+    "hostname",
+    "forward_root",
+}
+
+NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
+PATH_SEGMENT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._~-]*$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+R_PACKAGE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9.]*[A-Za-z0-9]$")
+R_VERSION_RE = re.compile(r"^(distro|\d+\.\d+\.\d+)$")
+SIZE_RE = re.compile(r"^\d+[KMG]$")
+DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+HOSTNAME_RE = re.compile(r"^(@|[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*)$")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+RESERVED_ENV = {"PORT", "PLUMBER_PORT", "PLUMBER_APP", "R_LIBS_USER", "HOME", "USER", "PATH"}
+
+
+class ConfigError(pulumi.RunError):
+    """Raised once, listing every problem in the stack config."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HostSpec(Strict):
+    """Existing-host mode: deploy over SSH to a server the program does not create."""
+
+    address: str
+    user: str = "root"
+    port: int = Field(22, ge=1, le=65535)
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        try:
+            ipaddress.ip_address(v)
+        except ValueError:
+            if not re.fullmatch(r"[A-Za-z0-9.-]{1,253}", v):
+                raise ValueError("expected an IP address or a DNS name") from None
+        return v
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", v):
+            raise ValueError("expected a Unix user name such as root or deploy")
+        return v
+
+
+class HttpsSpec(Strict):
+    email: str
+    accept_tos: bool = False
+    acme_server: str = LETSENCRYPT
+    # PEM of a CA that signs the ACME server's own HTTPS endpoint (a private
+    # ACME server such as pebble); not needed for Let's Encrypt.
+    acme_ca_cert: str | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, v: str) -> str:
+        if not EMAIL_RE.match(v):
+            raise ValueError("expected an email address for the ACME account")
+        return v
+
+    @field_validator("acme_server")
+    @classmethod
+    def _acme(cls, v: str) -> str:
+        if not re.fullmatch(r"https://[^\s'\"]+", v):
+            raise ValueError("expected an https:// ACME directory URL")
+        return v
+
+    @field_validator("acme_ca_cert")
+    @classmethod
+    def _ca(cls, v: str | None) -> str | None:
+        if v is not None and "-----BEGIN CERTIFICATE-----" not in v:
+            raise ValueError("expected a PEM certificate")
+        return v
+
+
+class AppSpec(Strict):
+    name: str
+    source: str
+    path: str | None = None
+    workers: int = Field(1, ge=1, le=MAX_WORKERS)
+    port: int | None = Field(None, ge=1024, le=65000)
+    docs: bool = False
+    packages: list[str] = []
+    env: dict[str, str] = {}
+    secret_env: dict[str, str] = {}
+    health_path: str | None = None
+    # Releases and readiness
+    keep_releases: int = Field(3, ge=1, le=20)
+    start_timeout: int = Field(60, ge=5, le=900)
+    # Proxying
+    sticky: bool = False
+    max_body: str = "10M"
+    timeout: int = Field(60, ge=1, le=3600)
+    memory_max: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME_RE.match(v):
+            raise ValueError(
+                "expected 1-32 characters of [a-z0-9-], starting and ending with a letter or digit"
+            )
+        return v
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if v == "/":
+            raise ValueError("an app cannot own '/'; use forward_root to send '/' to an app")
+        segments = v.split("/")
+        if not v.startswith("/") or v.endswith("/") or not all(
+            PATH_SEGMENT_RE.match(s) for s in segments[1:]
+        ):
+            raise ValueError(
+                "expected a URL path such as /api or /v1/api: leading '/', no trailing '/', "
+                "segments of [A-Za-z0-9._~-] not starting with '.' or '-'"
+            )
+        return v
+
+    @field_validator("packages")
+    @classmethod
+    def _packages(cls, v: list[str]) -> list[str]:
+        for p in v:
+            if not R_PACKAGE_RE.match(p):
+                raise ValueError(f"{p!r} is not an R package name")
+        if len(set(v)) != len(v):
+            raise ValueError("a package is listed twice")
+        return v
+
+    @field_validator("env", "secret_env")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        for k, val in v.items():
+            if not ENV_NAME_RE.match(k):
+                raise ValueError(f"{k!r} is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
+            if k in RESERVED_ENV:
+                raise ValueError(f"{k!r} is set by plumber-hosting itself")
+            if "\n" in val or "\x00" in val:
+                raise ValueError(f"the value of {k} has a newline or NUL byte")
+        return v
+
+    @field_validator("health_path")
+    @classmethod
+    def _health(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"/[A-Za-z0-9._~/?=&-]*", v):
+            raise ValueError("expected a path such as /health")
+        return v
+
+    @field_validator("max_body", "memory_max")
+    @classmethod
+    def _size(cls, v: str | None) -> str | None:
+        if v is not None and not SIZE_RE.match(v):
+            raise ValueError("expected a size such as 512K, 10M or 1G")
+        return v
+
+    # Derived values -------------------------------------------------------
+    @property
+    def url_path(self) -> str:
+        return self.path or f"/{self.name}"
+
+    @property
+    def base_port(self) -> int:
+        if self.port is not None:
+            return self.port
+        return PORT_BASE + (zlib.crc32(self.name.encode()) % PORT_SLOTS) * PORT_SLOT_WIDTH
+
+    @property
+    def ports(self) -> list[int]:
+        """The ports the app may listen on: its workers plus one spare."""
+        return list(range(self.base_port, self.base_port + self.workers + 1))
+
+    @property
+    def memory_max_mb(self) -> int | None:
+        if self.memory_max is None:
+            return None
+        n, unit = int(self.memory_max[:-1]), self.memory_max[-1]
+        return {"K": n // 1024, "M": n, "G": n * 1024}[unit]
+
+
+class StackSpec(Strict):
+    # Droplet
+    region: str = "nyc3"
+    size: str = "s-1vcpu-2gb"
+    image: str = "debian-12-x64"
+    droplet_name: str | None = None
+    tags: list[str] = []
+    backups: bool = False
+    monitoring: bool = True
+    ipv6: bool = False
+    ssh_public_key: str | None = None
+    ssh_key_ids: list[str] = []
+    reserved_ip: bool = True
+    # Access
+    ssh_private_key: str | None = None
+    ssh_private_key_file: str | None = None
+    admin_cidrs: list[str] = ANYWHERE
+    # Server software
+    swap_gb: int = Field(4, ge=0, le=64)
+    r_version: str = "distro"
+    cran_repo: str | None = None
+    # Names and TLS
+    domain: str | None = None
+    hostname: str = "@"
+    manage_dns: bool = True
+    https: HttpsSpec | None = None
+    forward_root: str | None = None
+    # Existing-host mode
+    host: HostSpec | None = None
+    # Apps
+    apps: list[AppSpec] = []
+
+    @field_validator("region", "size", "image")
+    @classmethod
+    def _slug(cls, v: str) -> str:
+        if not SLUG_RE.match(v):
+            raise ValueError("expected a DigitalOcean slug such as nyc3, s-1vcpu-2gb or debian-12-x64")
+        return v
+
+    @field_validator("droplet_name")
+    @classmethod
+    def _droplet_name(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,61}[A-Za-z0-9])?", v):
+            raise ValueError("expected a host name of letters, digits, '.' and '-'")
+        return v
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: list[str]) -> list[str]:
+        for t in v:
+            if not re.fullmatch(r"[A-Za-z0-9:_\-]{1,255}", t):
+                raise ValueError(f"{t!r} is not a DigitalOcean tag (letters, digits, ':', '-', '_')")
+        return v
+
+    @field_validator("ssh_key_ids")
+    @classmethod
+    def _key_ids(cls, v: list[str]) -> list[str]:
+        for k in v:
+            if not re.fullmatch(r"\d+|[0-9a-f]{2}(:[0-9a-f]{2}){15}", str(k)):
+                raise ValueError(f"{k!r} is not a DigitalOcean SSH key id or fingerprint")
+        return [str(k) for k in v]
+
+    @field_validator("ssh_public_key")
+    @classmethod
+    def _pubkey(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+", v):
+            raise ValueError("expected an OpenSSH public key line such as 'ssh-ed25519 AAAA...'")
+        return v
+
+    @field_validator("admin_cidrs")
+    @classmethod
+    def _cidrs(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("expected at least one CIDR (SSH would be unreachable)")
+        for c in v:
+            try:
+                ipaddress.ip_network(c, strict=True)
+            except ValueError:
+                raise ValueError(f"{c!r} is not a CIDR such as 203.0.113.0/24") from None
+        return v
+
+    @field_validator("r_version")
+    @classmethod
+    def _r_version(cls, v: str) -> str:
+        if not R_VERSION_RE.match(v):
+            raise ValueError("expected 'distro' or an R version such as 4.4.2")
+        return v
+
+    @field_validator("cran_repo")
+    @classmethod
+    def _repo(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"(https?|file)://[^\s'\"]+", v):
+            raise ValueError("expected a repository URL (https://, http:// or file://)")
+        return v
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, v: str | None) -> str | None:
+        if v is not None and not DOMAIN_RE.match(v):
+            raise ValueError("expected a DNS zone such as example.com")
+        return v
+
+    @field_validator("hostname")
+    @classmethod
+    def _hostname(cls, v: str) -> str:
+        if not HOSTNAME_RE.match(v):
+            raise ValueError("expected a record name such as api, or @ for the zone apex")
+        return v
+
+    # Derived values -------------------------------------------------------
+    @property
+    def existing_host(self) -> bool:
+        return self.host is not None
+
+    @property
+    def fqdn(self) -> str | None:
+        if self.domain is None:
+            return None
+        return self.domain if self.hostname == "@" else f"{self.hostname}.{self.domain}"
+
+    @property
+    def rscript(self) -> str:
+        if self.r_version == "distro":
+            return "/usr/bin/Rscript"
+        return f"/opt/R/{self.r_version}/bin/Rscript"
+
+    @property
+    def ssh_open_to_world(self) -> bool:
+        return any(ipaddress.ip_network(c).prefixlen == 0 for c in self.admin_cidrs)
+
+    def app(self, name: str) -> AppSpec:
+        return next(a for a in self.apps if a.name == name)
+
+
+# ---------------------------------------------------------------------------
+# Loading
+
+
+def _loc(parts: tuple[Any, ...]) -> str:
+    out = ""
+    for p in parts:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        else:
+            out += f".{p}" if out else str(p)
+    return out
+
+
+def _message(err: dict[str, Any]) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+def _problems_from(exc: ValidationError) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        message = _message(err)
+        if err["type"] == "extra_forbidden":
+            parent = loc[:-1]
+            allowed = _allowed_keys(parent)
+            if allowed:
+                message += f"; expected one of: {', '.join(allowed)}"
+        out.append((_loc(loc), message))
+    return out
+
+
+def _allowed_keys(parent: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] = StackSpec
+    for p in parent:
+        if isinstance(p, int):
+            continue
+        field = model.model_fields.get(str(p))
+        if field is None:
+            return []
+        ann = field.annotation
+        nested = [a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not nested:
+            inner = [
+                b
+                for a in getattr(ann, "__args__", ())
+                for b in getattr(a, "__args__", (a,))
+                if isinstance(b, type) and issubclass(b, BaseModel)
+            ]
+            nested = inner
+        if not nested:
+            return []
+        model = nested[0]
+    return sorted(model.model_fields)
+
+
+def _semantic_problems(spec: StackSpec, base_dir: Path, raw_keys: set[str]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+
+    if spec.host is not None:
+        for key in DROPLET_ONLY:
+            if key in raw_keys:
+                out.append((key, "only applies when the program creates the droplet; remove it or remove 'host'"))
+    elif spec.ssh_public_key is None and not spec.ssh_key_ids:
+        out.append(("ssh_public_key", "required (or ssh_key_ids) so the droplet can be reached over SSH"))
+
+    if spec.ssh_private_key is None and spec.ssh_private_key_file is None:
+        out.append(("ssh_private_key", "required (a secret: pulumi config set --secret ssh_private_key < key), or ssh_private_key_file"))
+    elif spec.ssh_private_key is not None and spec.ssh_private_key_file is not None:
+        out.append(("ssh_private_key_file", "set either ssh_private_key or ssh_private_key_file, not both"))
+    elif spec.ssh_private_key_file is not None:
+        key_file = Path(spec.ssh_private_key_file).expanduser()
+        if not key_file.is_absolute():
+            key_file = base_dir / key_file
+        if not key_file.is_file():
+            out.append(("ssh_private_key_file", f"no such file: {key_file}"))
+    elif "PRIVATE KEY-----" not in spec.ssh_private_key:  # type: ignore[operator]
+        out.append(("ssh_private_key", "expected an OpenSSH/PEM private key"))
+
+    if spec.https is not None:
+        if spec.domain is None:
+            out.append(("https", "requires 'domain' (a certificate is issued for a name, not an IP)"))
+        if not spec.https.accept_tos:
+            out.append(("https.accept_tos", "must be true: you accept the ACME server's terms of service"))
+
+    names: dict[str, int] = {}
+    paths: dict[str, int] = {}
+    for i, app in enumerate(spec.apps):
+        key = f"apps[{i}]"
+        if app.name in names:
+            out.append((f"{key}.name", f"duplicate app name {app.name!r} (also apps[{names[app.name]}])"))
+        names.setdefault(app.name, i)
+
+        p = app.url_path
+        if p in paths:
+            out.append((f"{key}.path", f"duplicate path {p!r} (also apps[{paths[p]}])"))
+        for other, j in paths.items():
+            if other != p and (p.startswith(other + "/") or other.startswith(p + "/")):
+                out.append((f"{key}.path", f"{p!r} nests with {other!r} of apps[{j}]; paths must not contain each other"))
+        paths.setdefault(p, i)
+        for reserved in RESERVED_PATHS:
+            if p == reserved or p.startswith(reserved + "/"):
+                out.append((f"{key}.path", f"{p!r} collides with {reserved}, which the server itself uses"))
+
+        src = Path(app.source).expanduser()
+        if not src.is_absolute():
+            src = base_dir / src
+        if not src.is_dir():
+            out.append((f"{key}.source", f"no such directory: {src}"))
+        elif not any((src / e).is_file() for e in ENTRYPOINTS):
+            out.append((f"{key}.source", f"{src} holds neither plumber.R nor entrypoint.R"))
+
+        clash = set(app.env) & set(app.secret_env)
+        if clash:
+            out.append((f"{key}.secret_env", f"{', '.join(sorted(clash))} also set in env"))
+        if app.ports[-1] > 65535:
+            out.append((f"{key}.port", "port + workers runs past 65535"))
+
+    # Port ranges never overlap, so no app's change moves another.
+    for i, a in enumerate(spec.apps):
+        for j in range(i):
+            b = spec.apps[j]
+            if a.name == b.name:
+                continue
+            if set(a.ports) & set(b.ports):
+                out.append(
+                    (
+                        f"apps[{i}].port",
+                        f"ports {a.ports[0]}-{a.ports[-1]} of {a.name!r} overlap {b.ports[0]}-{b.ports[-1]} "
+                        f"of {b.name!r} (apps[{j}]); set 'port' on one of them to a free range",
+                    )
+                )
+
+    if spec.forward_root is not None and spec.forward_root not in names:
+        known = ", ".join(names) or "none"
+        out.append(("forward_root", f"names no app {spec.forward_root!r}; apps are: {known}"))
+    return out
+
+
+def _decode(key: str, raw: Any) -> Any:
+    if not isinstance(raw, str) or key in TEXT_KEYS:
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def raw_config() -> dict[str, Any]:
+    """Every key under the project namespace, as given (JSON decoded where typed)."""
+    merged: dict[str, Any] = {}
+    merged.update(runtime_config.get_config_env())
+    merged.update(runtime_config.CONFIG.get())
+    out: dict[str, Any] = {}
+    prefix = NAMESPACE + ":"
+    for full, value in merged.items():
+        if full.startswith(prefix):
+            key = full[len(prefix) :]
+            out[key] = _decode(key, value)
+    return out
+
+
+def validate(raw: dict[str, Any], base_dir: Path) -> StackSpec:
+    """Validate a raw config mapping; raise ConfigError listing every problem."""
+    try:
+        spec = StackSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format(_problems_from(exc))) from None
+    problems = _semantic_problems(spec, base_dir, set(raw))
+    if problems:
+        raise ConfigError(_format(problems))
+    return spec
+
+
+def _format(problems: list[tuple[str, str]]) -> str:
+    lines = [f"  {NAMESPACE}:{path}: {msg}" for path, msg in problems]
+    return "invalid stack config:\n" + "\n".join(lines)
+
+
+def load_spec(base_dir: Path) -> StackSpec:
+    spec = validate(raw_config(), base_dir)
+    if spec.ssh_open_to_world:
+        pulumi.log.warn(
+            f"{NAMESPACE}:admin_cidrs allows SSH from anywhere; set it to your office/VPN CIDRs"
+        )
+    return spec
+
+
+def private_key_text(spec: StackSpec, base_dir: Path) -> str:
+    if spec.ssh_private_key is not None:
+        return spec.ssh_private_key
+    assert spec.ssh_private_key_file is not None
+    path = Path(spec.ssh_private_key_file).expanduser()
+    if not path.is_absolute():
+        path = base_dir / path
+    return path.read_text()
+

@@ -1,0 +1,73 @@
+"""Provisioning: swap, packages, the plumber user, firewall, sshd and nginx base."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_command import remote
+
+from components.config import StackSpec
+from components.remote_script import child_options, script_command
+from components.render import render, sha
+
+TYPE = "plumber-hosting:index:Provision"
+
+BASE_PACKAGES = ["nginx", "ufw", "certbot", "curl", "ca-certificates", "openssl", "iproute2", "psmisc"]
+DISTRO_R = ["r-base-core", "r-cran-plumber"]
+
+
+def ufw_rules(admin_cidrs: list[str]) -> list[str]:
+    """The rules as `ufw show added` prints them."""
+    rules: list[str] = []
+    if any(ipaddress.ip_network(c).prefixlen == 0 for c in admin_cidrs):
+        rules.append("ufw allow 22/tcp")
+    else:
+        rules += [f"ufw allow from {c} to any port 22 proto tcp" for c in admin_cidrs]
+    rules += ["ufw allow 80/tcp", "ufw allow 443/tcp"]
+    return rules
+
+
+def provision_script(spec: StackSpec) -> str:
+    droplet = spec.host is None
+    packages = BASE_PACKAGES + (DISTRO_R if spec.r_version == "distro" else []) + (
+        ["unattended-upgrades"] if droplet else []
+    )
+    return render(
+        "scripts/provision.sh.j2",
+        swap_gb=spec.swap_gb,
+        apt_packages=packages,
+        r_version=spec.r_version,
+        rscript=spec.rscript,
+        cran_repo=spec.cran_repo,
+        run_api_r=render("usr/local/lib/plumber-hosting/run-api.R.j2"),
+        nginx_http_conf=render("etc/nginx/conf.d/plumber-hosting.conf.j2"),
+        sshd_conf=render("etc/ssh/sshd_config.d/plumber-hosting.conf.j2"),
+        unattended_upgrades=droplet,
+        auto_upgrades=render("etc/apt/apt.conf.d/20auto-upgrades.j2"),
+        ufw_rules=ufw_rules(spec.admin_cidrs),
+    )
+
+
+@dataclass
+class ProvisionArgs:
+    spec: StackSpec
+    connection: remote.ConnectionArgs
+    sudo: bool = False
+
+
+class Provision(pulumi.ComponentResource):
+    command: remote.Command
+
+    def __init__(self, name: str, args: ProvisionArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(TYPE, name, None, opts)
+        script = provision_script(args.spec)
+        self.command = script_command(
+            f"{name}-server",
+            connection=args.connection,
+            script=script,
+            sudo=args.sudo,
+            opts=child_options(self, opts),
+        )
+        self.register_outputs({"script_sha": sha(script)})

@@ -1,0 +1,76 @@
+"""The front door: the nginx server block, `/` forwarding and the TLS certificate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_command import remote
+
+from components.config import StackSpec
+from components.remote_script import child_options, script_command
+from components.render import render, sha
+
+TYPE = "plumber-hosting:index:Site"
+
+
+def base_url(spec: StackSpec, address: str) -> str:
+    if spec.fqdn is not None:
+        return f"{'https' if spec.https else 'http'}://{spec.fqdn}"
+    return f"http://{address}"
+
+
+def site_files(spec: StackSpec) -> dict[str, str]:
+    """The rendered server block: final, and (with https) the pre-certificate one."""
+    forward_path = spec.app(spec.forward_root).url_path if spec.forward_root else None
+    common = {"fqdn": spec.fqdn, "ipv6": spec.ipv6 and spec.host is None, "forward_path": forward_path}
+    return {
+        "site": render("etc/nginx/sites-available/plumber-hosting.j2", tls=spec.https is not None, **common),
+        "site_plain": render("etc/nginx/sites-available/plumber-hosting.j2", tls=False, **common),
+    }
+
+
+def site_script(spec: StackSpec, token: str) -> str:
+    https = spec.https
+    return render(
+        "scripts/site.sh.j2",
+        token=token,
+        https=https is not None,
+        fqdn=spec.fqdn,
+        email=https.email if https else None,
+        acme_server=https.acme_server if https else None,
+        acme_ca_cert=render("etc/plumber-hosting/acme-ca.pem.j2", pem=https.acme_ca_cert)
+        if https and https.acme_ca_cert
+        else None,
+        certbot_dropin=render("etc/systemd/system/certbot.service.d/plumber-hosting.conf.j2"),
+        renew_hook=render("etc/letsencrypt/renewal-hooks/deploy/plumber-hosting-reload-nginx.j2"),
+        **site_files(spec),
+    )
+
+
+@dataclass
+class SiteArgs:
+    spec: StackSpec
+    connection: remote.ConnectionArgs
+    url: pulumi.Input[str]
+    sudo: bool = False
+
+
+class Site(pulumi.ComponentResource):
+    command: remote.Command
+
+    def __init__(self, name: str, args: SiteArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(TYPE, name, None, opts)
+        # The token ties the server's state to this resource, so a delete can
+        # tell whether another resource has deployed the site since.
+        token = sha(f"{pulumi.get_project()}/{pulumi.get_stack()}/{name}/{site_script(args.spec, '')}")
+        script = site_script(args.spec, token)
+        self.command = script_command(
+            f"{name}-nginx",
+            connection=args.connection,
+            script=script,
+            delete_script=render("scripts/remove-site.sh.j2", token=token),
+            sudo=args.sudo,
+            opts=child_options(self, opts),
+        )
+        self.register_outputs({"domain": args.spec.fqdn, "https": args.spec.https is not None, "url": args.url})

@@ -1,0 +1,212 @@
+"""Run the real ``__main__.py`` under Pulumi's mocks and record what it declares.
+
+Used by the unit tests, the static checks, the host harness and the
+benchmarks: the same program a user runs with ``pulumi up``, the same stack
+files, with the Pulumi engine replaced by a recording mock monitor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from google.protobuf import json_format
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "plumber-hosting"
+SECRET_SIG = rpc._special_secret_sig  # type: ignore[attr-defined]
+
+
+@dataclass
+class Declared:
+    """One resource as the program registered it."""
+
+    urn: str
+    type: str
+    name: str
+    parent: str
+    custom: bool
+    inputs: dict[str, Any]
+    secret_inputs: set[str]
+    dependencies: list[str]
+    delete_before_replace: bool
+    replace_on_changes: list[str]
+
+
+@dataclass
+class ProgramRun:
+    stack: str
+    resources: list[Declared] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    secret_outputs: set[str] = field(default_factory=set)
+    warnings: list[str] = field(default_factory=list)
+
+    def of_type(self, typ: str) -> list[Declared]:
+        return [r for r in self.resources if r.type == typ]
+
+    def named(self, name: str) -> Declared:
+        matches = [r for r in self.resources if r.name == name]
+        assert len(matches) == 1, f"{len(matches)} resources named {name!r}"
+        return matches[0]
+
+    @property
+    def commands(self) -> list[Declared]:
+        return self.of_type("command:remote:Command")
+
+    def summary(self) -> list[tuple[str, str]]:
+        return [(r.type, r.name) for r in self.resources]
+
+
+def _secret_keys(struct: Any) -> set[str]:
+    raw = json_format.MessageToDict(struct)
+    out: set[str] = set()
+
+    def walk(key: str, value: Any) -> bool:
+        if isinstance(value, dict):
+            if value.get(rpc._special_sig_key) == SECRET_SIG:  # type: ignore[attr-defined]
+                return True
+            return any(walk(key, v) for v in value.values())
+        if isinstance(value, list):
+            return any(walk(key, v) for v in value)
+        return False
+
+    for k, v in raw.items():
+        if walk(k, v):
+            out.add(k)
+    return out
+
+
+FAKE_STATE: dict[str, dict[str, Any]] = {
+    "digitalocean:index/droplet:Droplet": {"ipv4_address": "203.0.113.10", "ipv6_address": "2001:db8::10"},
+    "digitalocean:index/reservedIp:ReservedIp": {"ip_address": "198.51.100.7"},
+    "digitalocean:index/sshKey:SshKey": {"fingerprint": "3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa"},
+    "command:remote:Command": {"stdout": "", "stderr": ""},
+}
+
+
+class _Mocks(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        self.next_id = 100000
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        state = dict(args.inputs)
+        state.update(FAKE_STATE.get(args.typ, {}))
+        self.next_id += 1  # DigitalOcean ids are numbers
+        return str(self.next_id), state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
+
+
+class _Monitor(pulumi_mocks.MockMonitor):
+    def __init__(self, mocks: pulumi.runtime.Mocks, run: ProgramRun) -> None:
+        super().__init__(mocks)
+        self.run = run
+        self.stack_urn = ""
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC name
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            self.stack_urn = response.urn
+            return response
+        self.run.resources.append(
+            Declared(
+                urn=response.urn,
+                type=request.type,
+                name=request.name,
+                parent=request.parent,
+                custom=bool(request.custom),
+                inputs=rpc.deserialize_properties(request.object),
+                secret_inputs=_secret_keys(request.object),
+                dependencies=list(request.dependencies),
+                delete_before_replace=bool(request.deleteBeforeReplace),
+                replace_on_changes=list(request.replaceOnChanges),
+            )
+        )
+        return response
+
+
+class _Logger:
+    def __init__(self, run: ProgramRun) -> None:
+        self.run = run
+
+    def warning(self, msg: str, *a: Any, **k: Any) -> None:
+        self.run.warnings.append(msg)
+
+    def debug(self, *a: Any, **k: Any) -> None: ...
+    def info(self, *a: Any, **k: Any) -> None: ...
+    def error(self, *a: Any, **k: Any) -> None: ...
+
+
+def stack_config(stack: str) -> dict[str, Any]:
+    """The ``plumber-hosting:`` keys of ``stacks/Pulumi.<stack>.yaml``, as YAML values."""
+    doc = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text()) or {}
+    prefix = PROJECT + ":"
+    return {k[len(prefix) :]: v for k, v in (doc.get("config") or {}).items() if k.startswith(prefix)}
+
+
+def _to_pulumi(value: Any) -> str:
+    """Config values as the CLI hands them to a program: text, objects as JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+@contextmanager
+def _cwd(path: Path) -> Iterator[None]:
+    old = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def run_program(
+    config: Mapping[str, Any],
+    *,
+    stack: str = "dev",
+    secret_keys: tuple[str, ...] = ("ssh_private_key",),
+    preview: bool = False,
+) -> ProgramRun:
+    """Run ``__main__.py`` once with ``config`` (keys without the namespace)."""
+    run = ProgramRun(stack=stack)
+    mocks = _Mocks()
+    monitor = _Monitor(mocks, run)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
+    pulumi.runtime.settings.SETTINGS.engine.logger = _Logger(run)  # type: ignore[attr-defined]
+    flat = {f"{PROJECT}:{k}": _to_pulumi(v) for k, v in config.items()}
+    pulumi.runtime.set_all_config(flat, [f"{PROJECT}:{k}" for k in secret_keys if k in config])
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    settings = pulumi.runtime.settings.SETTINGS
+    settings.rpc_manager.clear()  # type: ignore[attr-defined]
+    settings.outputs.clear()  # type: ignore[attr-defined]
+    with _cwd(ROOT):
+        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")))
+    root = pulumi.runtime.settings.get_root_resource()
+    exported: dict[str, Any] = dict(getattr(root, "outputs", {}) or {})
+    for key, value in exported.items():
+        out = pulumi.Output.from_input(value)
+        run.outputs[key] = _sync_await(out.future())
+        if _sync_await(out.is_secret()):
+            run.secret_outputs.add(key)
+    return run
+
+
+def run_stack(stack: str, overrides: Mapping[str, Any] | None = None, **kw: Any) -> ProgramRun:
+    config = {**stack_config(stack), **(overrides or {})}
+    return run_program(config, stack=stack, **kw)
