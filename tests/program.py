@@ -97,6 +97,17 @@ FAKE_STATE: dict[str, dict[str, Any]] = {
 }
 
 
+def _unwrap(value: Any) -> Any:
+    """Plain values: secrets unwrapped (which inputs were secret is kept apart)."""
+    if isinstance(value, dict):
+        if value.get(rpc._special_sig_key) == SECRET_SIG:  # type: ignore[attr-defined]
+            return _unwrap(value["value"])
+        return {k: _unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap(v) for v in value]
+    return value
+
+
 class _Mocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:
         self.next_id = 100000
@@ -129,7 +140,7 @@ class _Monitor(pulumi_mocks.MockMonitor):
                 name=request.name,
                 parent=request.parent,
                 custom=bool(request.custom),
-                inputs=rpc.deserialize_properties(request.object),
+                inputs=_unwrap(rpc.deserialize_properties(request.object)),
                 secret_inputs=_secret_keys(request.object),
                 dependencies=list(request.dependencies),
                 delete_before_replace=bool(request.deleteBeforeReplace),
