@@ -1,0 +1,183 @@
+"""Every rendered file, checked by the real tool: nginx -t, systemd-analyze
+verify, shellcheck, bash -n, R's parser."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import local_overrides
+from tests.program import ProgramRun, run_program, run_stack, stack_config
+from tests.static.rendered import Landed, landed
+
+pytestmark = pytest.mark.static
+
+PEM = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
+
+
+def _https_private_acme() -> ProgramRun:
+    cfg: dict[str, Any] = {**stack_config("local"), **local_overrides()}
+    cfg.update(
+        domain="lab.test",
+        hostname="api",
+        manage_dns=False,
+        https={"email": "ops@lab.test", "accept_tos": True, "acme_server": "https://10.213.8.1:14000/dir", "acme_ca_cert": PEM},
+    )
+    cfg["apps"] = [*cfg["apps"], {"name": "solo", "source": "examples/hello", "path": "/v1/solo", "workers": 1, "memory_max": "256M", "max_body": "1M", "timeout": 5}]
+    return run_program(cfg, stack="local")
+
+
+VARIANTS = {
+    "dev": lambda: run_stack("dev"),
+    "prod": lambda: run_stack("prod"),
+    "local": lambda: run_stack("local", local_overrides()),
+    "https-private-acme": _https_private_acme,
+}
+
+
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
+def files(request: pytest.FixtureRequest) -> Landed:
+    return landed(VARIANTS[request.param]())
+
+
+def _need(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        pytest.fail(f"{tool} is not installed: the static tier needs it (see Makefile deps)")
+    return path
+
+
+def test_expected_files_land(files: Landed) -> None:
+    paths = set(files.files)
+    assert "/etc/nginx/conf.d/plumber-hosting.conf" in paths
+    assert "/etc/nginx/sites-available/plumber-hosting" in paths
+    assert "/usr/local/lib/plumber-hosting/run-api.R" in paths
+    assert any(p.startswith("/etc/systemd/system/plumber-") and p.endswith("@.service") for p in paths)
+    assert any(p.startswith("/etc/nginx/plumber-hosting/locations/") for p in paths)
+    assert files.upstreams
+
+
+def _nginx_prefix(tmp: Path, files: Landed, upstream_variant: str) -> Path:
+    root = tmp / "root"
+    for path, content in files.files.items():
+        if not path.startswith("/etc/nginx/"):
+            continue
+        dest = root / path.lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(content.replace("/etc/nginx/", f"{root}/etc/nginx/").replace("/etc/letsencrypt/", f"{root}/etc/letsencrypt/").replace("/var/www/", f"{root}/var/www/"))
+    for key, content in files.upstreams.items():
+        app, variant = key.split(".")
+        if variant != upstream_variant and f"{app}.{upstream_variant}" in files.upstreams:
+            continue
+        dest = root / "etc/nginx/plumber-hosting/upstreams" / f"{app}.conf"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(content)
+    (root / "etc/nginx/sites-enabled").mkdir(parents=True, exist_ok=True)
+    site = root / "etc/nginx/sites-available/plumber-hosting"
+    (root / "etc/nginx/sites-enabled/plumber-hosting").symlink_to(site)
+    live = root / "etc/letsencrypt/live/plumber-hosting"
+    live.mkdir(parents=True)
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test",
+         "-keyout", str(live / "privkey.pem"), "-out", str(live / "fullchain.pem")],
+        check=True, capture_output=True,
+    )
+    conf = tmp / "nginx.conf"
+    conf.write_text(
+        f"pid {tmp}/nginx.pid;\nerror_log {tmp}/error.log;\nevents {{}}\n"
+        f"http {{\n  access_log off;\n  include {root}/etc/nginx/conf.d/*.conf;\n  include {root}/etc/nginx/sites-enabled/*;\n}}\n"
+    )
+    return conf
+
+
+@pytest.mark.parametrize("variant", ["a", "b"])
+def test_nginx_accepts_the_whole_configuration(files: Landed, tmp_path: Path, variant: str) -> None:
+    nginx = _need("nginx")
+    conf = _nginx_prefix(tmp_path, files, variant)
+    res = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(conf)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "syntax is ok" in res.stderr
+
+
+def test_nginx_rejects_a_broken_location(files: Landed, tmp_path: Path) -> None:
+    """The check above can fail: a broken snippet is caught."""
+    nginx = _need("nginx")
+    broken = Landed(files=dict(files.files), upstreams=dict(files.upstreams))
+    loc = next(p for p in broken.files if "/locations/" in p)
+    broken.files[loc] = broken.files[loc].replace("proxy_pass", "proxy_passs")
+    conf = _nginx_prefix(tmp_path, broken, "a")
+    res = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(conf)], capture_output=True, text=True)
+    assert res.returncode != 0
+
+
+def test_units_pass_systemd_analyze_verify(files: Landed, tmp_path: Path) -> None:
+    analyze = _need("systemd-analyze")
+    units = {p: c for p, c in files.files.items() if p.endswith(".service")}
+    assert units
+    for path, content in units.items():
+        name = Path(path).name
+        (tmp_path / name).write_text(content)
+        instance = tmp_path / name.replace("@.service", "@10000.service")
+        instance.symlink_to(tmp_path / name)
+        res = subprocess.run([analyze, "verify", str(instance)], capture_output=True, text=True, cwd=tmp_path)
+        assert res.returncode == 0, f"{path}: {res.stdout}{res.stderr}"
+        assert "Unknown key" not in res.stderr and "Unknown lvalue" not in res.stderr, res.stderr
+
+
+def test_units_are_sandboxed(files: Landed, tmp_path: Path) -> None:
+    analyze = _need("systemd-analyze")
+    for path, content in files.files.items():
+        if not path.endswith("@.service"):
+            continue
+        name = Path(path).name
+        (tmp_path / name).write_text(content)
+        instance = tmp_path / name.replace("@.service", "@10000.service")
+        instance.symlink_to(tmp_path / name)
+        res = subprocess.run(
+            [analyze, "security", "--offline=true", "--threshold=20", str(instance)],
+            capture_output=True, text=True, cwd=tmp_path,
+        )
+        assert res.returncode == 0, res.stdout[-400:] + res.stderr
+
+
+def test_scripts_pass_shellcheck_and_bash_n(files: Landed, tmp_path: Path) -> None:
+    shellcheck = _need("shellcheck")
+    assert files.scripts
+    for name, script in files.scripts.items():
+        path = tmp_path / (name.replace(" ", "-") + ".sh")
+        path.write_text("#!/bin/bash\n" + script)
+        res = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+        assert res.returncode == 0, f"{name}: {res.stderr}"
+        res = subprocess.run([shellcheck, "-s", "bash", "-S", "style", str(path)], capture_output=True, text=True)
+        assert res.returncode == 0, f"{name}:\n{res.stdout}"
+        assert "\nset -euo pipefail\n" in script, f"{name} does not start strict"
+
+
+def test_landed_shell_files_pass_shellcheck(files: Landed, tmp_path: Path) -> None:
+    shellcheck = _need("shellcheck")
+    for path, content in files.files.items():
+        if content.startswith("#!/bin/sh") or content.startswith("#!/bin/bash"):
+            f = tmp_path / Path(path).name
+            f.write_text(content)
+            res = subprocess.run([shellcheck, str(f)], capture_output=True, text=True)
+            assert res.returncode == 0, f"{path}:\n{res.stdout}"
+
+
+def test_r_launcher_parses(files: Landed, tmp_path: Path) -> None:
+    rscript = _need("Rscript")
+    f = tmp_path / "run-api.R"
+    f.write_text(files.files["/usr/local/lib/plumber-hosting/run-api.R"])
+    res = subprocess.run([rscript, "-e", f"invisible(parse('{f}'))"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+
+
+def test_env_file_escapes_for_systemd() -> None:
+    from components.app import env_file
+    from components.config import AppSpec
+
+    text = env_file(AppSpec(name="x", source=".", env={"A": 'q"uo$te\\d `x`'}))
+    assert 'A="q\\"uo\\$te\\\\d \\`x\\`"' in text
