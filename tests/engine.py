@@ -41,7 +41,7 @@ NOT_RUN = ("plumber-hosting:", "pulumi:")  # components: nothing to carry out
 UNSUPPORTED = ("command:remote:", "command:local:")
 
 
-class CommandFailed(RuntimeError):
+class CommandFailedError(RuntimeError):
     def __init__(self, urn: str, op: str, proc: subprocess.CompletedProcess[str]) -> None:
         self.urn, self.op, self.proc = urn, op, proc
         super().__init__(f"{op} of {urn.split('::')[-1]} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -120,7 +120,7 @@ class Engine:
         proc = _ssh(inputs["connection"], text, inputs.get("stdin"), self.timeout)
         result.steps.append(Step(name, op, time.monotonic() - started, proc.stdout, proc.stderr))
         if proc.returncode != 0:
-            raise CommandFailed(urn, op, proc)
+            raise CommandFailedError(urn, op, proc)
         return {"stdout": proc.stdout, "stderr": proc.stderr}
 
     def up(self, program: ProgramRun) -> UpResult:
