@@ -1,0 +1,156 @@
+"""End-to-end fixtures: a lab host, a local CRAN-like repository, and a
+deployer that runs the real program under mocks and carries out its remote
+commands on the host with the test engine."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import testinfra
+
+from tests.e2e.cranrepo import RepoServer, build
+from tests.engine import Engine, UpResult
+from tests.lab.lab import Lab
+from tests.program import ProgramRun, run_program, stack_config
+
+pytestmark = pytest.mark.e2e
+
+# Every (command resource, operation) the suite carried out, and every command declared.
+RAN: set[tuple[str, str]] = set()
+DECLARED: dict[str, set[str]] = {}
+TIMES: list[tuple[str, float, str]] = []
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    started = time.monotonic()
+    outcome = yield
+    TIMES.append((item.nodeid, time.monotonic() - started, "failed" if outcome.excinfo else "passed"))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not TIMES:
+        return
+    tr = terminalreporter
+    tr.section("end-to-end scenarios (wall time)")
+    for nodeid, seconds, outcome in TIMES:
+        tr.write_line(f"{seconds:7.1f}s  {outcome:6}  {nodeid.split('::')[-1]}")
+    wanted = {(name, op) for name, ops in DECLARED.items() for op in ops}
+    missing = sorted(wanted - RAN)
+    tr.section("declared remote commands never carried out")
+    tr.write_line(", ".join(f"{op} {name}" for name, op in missing) if missing else "none")
+    report = Path(".lab") / "e2e-report.json"
+    report.parent.mkdir(exist_ok=True)
+    report.write_text(json.dumps({"times": TIMES, "never_run": missing}, indent=1))
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    if os.geteuid() != 0:
+        pytest.fail("the end-to-end tier needs root (network namespaces, systemd-nspawn)")
+    lab = Lab()
+    reused = lab.is_up()
+    if reused:  # a running lab (make lab, or tests/lab in this session): a fresh tree for its host
+        lab.reset_host(lab.state.hosts[0].name)  # type: ignore[union-attr]
+    else:
+        lab.up(1)
+    yield lab
+    if not reused and os.environ.get("LAB_KEEP") != "1":
+        lab.down()
+
+
+@pytest.fixture(scope="session")
+def host_name(lab: Lab) -> str:
+    return lab.state.hosts[0].name  # type: ignore[union-attr]
+
+
+@pytest.fixture(scope="session")
+def address(lab: Lab) -> str:
+    return lab.state.hosts[0].address  # type: ignore[union-attr]
+
+
+@pytest.fixture(scope="session")
+def cran(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RepoServer]:
+    repo = build(tmp_path_factory.mktemp("cran"))
+    with RepoServer(repo, lab.state.hosts[0].host_end) as server:  # type: ignore[union-attr]
+        yield server
+
+
+@pytest.fixture(scope="session")
+def host(lab: Lab, address: str) -> Any:
+    key = lab.state.hosts[0].key_path  # type: ignore[union-attr]
+    return testinfra.get_host(f"paramiko://root@{address}", ssh_identity_file=key)
+
+
+@dataclass
+class Deployer:
+    """`pulumi up --stack local`, without the CLI: program under mocks + test engine."""
+
+    lab: Lab
+    cran: RepoServer
+    state: Path
+    config: dict[str, Any] = field(default_factory=dict)
+    last: ProgramRun | None = None
+
+    def base(self) -> dict[str, Any]:
+        h = self.lab.state.hosts[0]  # type: ignore[union-attr]
+        cfg = stack_config("local")
+        cfg["host"] = {"address": h.address, "user": "root", "port": 22}
+        cfg["ssh_private_key_file"] = h.key_path
+        cfg["cran_repo"] = self.cran.url
+        return cfg
+
+    def up(self, config: dict[str, Any]) -> UpResult:
+        self.config = copy.deepcopy(config)
+        self.last = run_program(config, stack="local")
+        for cmd in self.last.commands:
+            ops = DECLARED.setdefault(cmd.name, set())
+            ops.update({"create", "update"})
+            if cmd.inputs.get("delete"):
+                ops.add("delete")
+        result = Engine(self.state).up(self.last)
+        for step in result.steps:
+            RAN.add((step.name, "update" if step.op == "update" else step.op.replace("replace-", "")))
+        return result
+
+    def destroy(self) -> UpResult:
+        result = Engine(self.state).destroy()
+        for step in result.steps:
+            RAN.add((step.name, "delete"))
+        return result
+
+
+@pytest.fixture(scope="module")
+def deployer(lab: Lab, cran: RepoServer, tmp_path_factory: pytest.TempPathFactory) -> Deployer:
+    return Deployer(lab=lab, cran=cran, state=tmp_path_factory.mktemp("engine") / "state.json")
+
+
+def curl(*args: str, timeout: int = 20) -> subprocess.CompletedProcess[str]:
+    """A real HTTP client from outside the host."""
+    return subprocess.run(["curl", "-sS", "--max-time", str(timeout), *args], capture_output=True, text=True)
+
+
+def get_json(url: str, *extra: str) -> Any:
+    res = curl("-f", *extra, url)
+    assert res.returncode == 0, f"GET {url}: {res.stderr}"
+    return json.loads(res.stdout)
+
+
+def status(url: str, *extra: str) -> int:
+    res = curl("-o", "/dev/null", "-w", "%{http_code}", *extra, url)
+    return int(res.stdout or 0)
