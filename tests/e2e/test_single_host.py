@@ -7,6 +7,7 @@ previous one left, as a user's successive `pulumi up`s would.
 from __future__ import annotations
 
 import copy
+import re
 import shutil
 import socket
 import time
@@ -81,7 +82,8 @@ def test_fresh_host_serves_every_app(deployer: Deployer, config: dict[str, Any],
     assert env.mode == 0o600 and env.user == "root"
     assert host.file("/etc/nginx/plumber-hosting/locations/hashing.conf").exists
     assert "server_tokens off" in host.file("/etc/nginx/conf.d/plumber-hosting.conf").content_string
-    assert "Server: nginx\r\n" in curl("-sI", f"{base}/hello/health").stdout
+    headers = curl("-s", "-D", "-", "-o", "/dev/null", f"{base}/hello/health").stdout
+    assert re.search(r"^Server: nginx\s*$", headers, re.M), headers  # no version (server_tokens off)
 
 
 def test_same_config_again_runs_nothing(deployer: Deployer, config: dict[str, Any]) -> None:
@@ -96,6 +98,25 @@ def test_changing_one_app_runs_only_that_app(deployer: Deployer, config: dict[st
     assert result.ran == ["update hello-deploy"]
     assert get_json(f"http://{address}/hello/hello?name=lab") == {"message": "Hi there, lab!"}
     assert get_json(f"http://{address}/hash/version") == before
+
+
+def test_secret_env_change_restarts_only_that_app(deployer: Deployer, config: dict[str, Any], host: Any) -> None:
+    secret = "tok-9f8e7d6c5b4a"
+    cfg = copy.deepcopy(config)
+    hashing = next(a for a in cfg["apps"] if a["name"] == "hashing")
+    hashing["secret_env"] = {"API_TOKEN": secret}
+    before = host.check_output("systemctl show -p MainPID --value plumber-hello@$(ls /etc/systemd/system/multi-user.target.wants | grep -o 'plumber-hello@[0-9]*' | head -1 | cut -d@ -f2).service")
+    result = deployer.up(cfg)
+    assert result.ran == ["update hashing-deploy"]
+    assert all(secret not in s.stdout + s.stderr for s in result.steps), "secret in command output"
+    assert all(secret not in deployer.last.named(c).inputs["create"] for c in ("hashing-deploy",))  # type: ignore[union-attr]
+    env = host.file("/etc/plumber-hosting/env/hashing.env")
+    assert env.mode == 0o600 and f'API_TOKEN="{secret}"' in host.check_output("cat /etc/plumber-hosting/env/hashing.env")
+    assert secret not in host.check_output("journalctl -u 'plumber-hashing@*' --no-pager -o cat | tail -50")
+    after = host.check_output("systemctl show -p MainPID --value plumber-hello@$(ls /etc/systemd/system/multi-user.target.wants | grep -o 'plumber-hello@[0-9]*' | head -1 | cut -d@ -f2).service")
+    assert before == after  # hello was not restarted
+    config.clear()
+    config.update(cfg)
 
 
 def test_add_and_remove_apps(deployer: Deployer, config: dict[str, Any], address: str, host: Any) -> None:
@@ -149,6 +170,21 @@ def test_requests_spread_over_workers_and_killed_worker_restarts(address: str, h
     assert restarted < 5, f"worker back after {restarted:.1f}s"
 
 
+def test_resize_workers(deployer: Deployer, config: dict[str, Any], address: str, host: Any) -> None:
+    cfg = copy.deepcopy(config)
+    next(a for a in cfg["apps"] if a["name"] == "greeter")["workers"] = 1
+    next(a for a in cfg["apps"] if a["name"] == "extra")["workers"] = 2
+    result = deployer.up(cfg)
+    assert sorted(result.ran) == ["update extra-deploy", "update greeter-deploy"]
+    assert len(units(host, "greeter")) == 1 and len(units(host, "extra")) == 2
+    assert host.check_output("grep -c 'server 127' /etc/nginx/plumber-hosting/upstreams/greeter.conf") == "1"
+    ports = {get_json(f"http://{address}/v2/extra/pid")["port"] for _ in range(12)}
+    assert len(ports) == 2
+    assert get_json(f"http://{address}/greeter/greet?name=one")["message"].startswith("Greetings, one")
+    config.clear()
+    config.update(cfg)
+
+
 def test_firewall_allows_only_ssh_http_https(address: str, host: Any, lab: Lab, host_name: str) -> None:
     assert "Status: active" in host.check_output("ufw status")
     # a listener on another port, on all addresses, is unreachable from outside
@@ -198,9 +234,9 @@ def test_https_with_local_acme(deployer: Deployer, config: dict[str, Any], lab: 
     root.write_text(lab.pebble_root_pem())
     resolve = f"{name}:443:{address}"
     # the chain verifies against pebble's root; HSTS is set
-    head = curl("-sSI", "--cacert", str(root), "--resolve", resolve, f"https://{name}/hello/health")
+    head = curl("-D", "-", "-o", "/dev/null", "--cacert", str(root), "--resolve", resolve, f"https://{name}/hello/health")
     assert head.returncode == 0, head.stderr
-    assert " 200" in head.stdout.splitlines()[0]
+    assert " 200" in head.stdout.splitlines()[0], head.stdout
     assert "strict-transport-security: max-age=63072000" in head.stdout.lower()
     # HTTP redirects to HTTPS
     res = curl("-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", "-H", f"Host: {name}", f"http://{address}/hello/health")
@@ -209,7 +245,11 @@ def test_https_with_local_acme(deployer: Deployer, config: dict[str, Any], lab: 
     # renewal: scheduled, and a dry run succeeds (with the same private CA)
     assert host.service("certbot.timer").is_enabled
     assert host.file("/etc/letsencrypt/renewal-hooks/deploy/plumber-hosting-reload-nginx").mode == 0o755
-    dry = host.run("REQUESTS_CA_BUNDLE=/etc/plumber-hosting/acme-ca.pem certbot renew --dry-run --no-random-sleep-on-renew")
+    # (--dry-run swaps the stored ACME server for Let's Encrypt staging unless told otherwise)
+    assert f"server = {pebble.directory_url}" in host.check_output("cat /etc/letsencrypt/renewal/plumber-hosting.conf")
+    dry = host.run(
+        f"REQUESTS_CA_BUNDLE=/etc/plumber-hosting/acme-ca.pem certbot renew --dry-run --no-random-sleep-on-renew --server {pebble.directory_url}"
+    )
     assert dry.rc == 0, dry.stderr
     assert "succeeded" in (dry.stdout + dry.stderr)
     # applying again runs nothing (certbot is not asked again)
@@ -237,7 +277,7 @@ def test_reboot_serves_again_without_running_anything(deployer: Deployer, config
 
 def test_destroy_removes_everything_it_deployed(deployer: Deployer, address: str, host: Any) -> None:
     result = deployer.destroy()
-    assert sorted(result.ops("delete")) == ["extra-deploy", "greeter-deploy", "hello-deploy", "site-nginx"]
+    assert sorted(result.ops("delete")) == ["extra-deploy", "greeter-deploy", "hello-deploy", "provision-server", "site-nginx"]
     assert host.check_output("systemctl list-units --all --plain --no-legend 'plumber-*' | wc -l") == "0"
     assert not host.file("/etc/nginx/sites-enabled/plumber-hosting").exists
     assert host.service("nginx").is_running
