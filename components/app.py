@@ -28,9 +28,10 @@ def r_vector(items: list[str]) -> str:
 def deploy_script(spec: StackSpec, app: AppSpec, release: str, token: str) -> str:
     ports = app.ports
     upstream = "etc/nginx/plumber-hosting/upstreams/api.conf.j2"
-    upstreams = {"a": render(upstream, name=app.name, ports=ports[: app.workers])}
+    common = {"name": app.name, "sticky": app.sticky, "path": app.url_path}
+    upstreams = {"a": render(upstream, ports=ports[: app.workers], **common)}
     if app.workers == 1:
-        upstreams["b"] = render(upstream, name=app.name, ports=ports[1:2])
+        upstreams["b"] = render(upstream, ports=ports[1:2], **common)
     return render(
         "scripts/deploy-app.sh.j2",
         name=app.name,
@@ -60,6 +61,7 @@ def deploy_script(spec: StackSpec, app: AppSpec, release: str, token: str) -> st
             workers=app.workers,
             timeout=app.timeout,
             max_body=app.max_body,
+            sticky=app.sticky,
         ),
     )
 

@@ -43,6 +43,7 @@ def site_script(spec: StackSpec, token: str) -> str:
         if https and https.acme_ca_cert
         else None,
         certbot_dropin=render("etc/systemd/system/certbot.service.d/plumber-hosting.conf.j2"),
+        security_headers=render("etc/nginx/plumber-hosting/security-headers.conf.j2", tls=https is not None),
         renew_hook=render("etc/letsencrypt/renewal-hooks/deploy/plumber-hosting-reload-nginx.j2"),
         **site_files(spec),
     )

@@ -27,7 +27,7 @@ def _https_private_acme() -> ProgramRun:
         manage_dns=False,
         https={"email": "ops@lab.test", "accept_tos": True, "acme_server": "https://10.213.8.1:14000/dir", "acme_ca_cert": PEM},
     )
-    cfg["apps"] = [*cfg["apps"], {"name": "solo", "source": "examples/hello", "path": "/v1/solo", "workers": 1, "memory_max": "256M", "max_body": "1M", "timeout": 5}]
+    cfg["apps"] = [*cfg["apps"], {"name": "solo", "source": "examples/hello", "path": "/v1/solo", "workers": 1, "memory_max": "256M", "max_body": "1M", "timeout": 5}, {"name": "sticky-one", "source": "examples/hello", "workers": 3, "sticky": True}]
     return run_program(cfg, stack="local")
 
 
