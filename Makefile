@@ -7,7 +7,7 @@ PYTEST := $(PYTHON) -m pytest
 APT_PACKAGES := $(shell cat tests/lab/apt-packages.txt 2>/dev/null) \
 	nginx shellcheck r-base-core r-cran-plumber r-cran-digest curl openssl wrk make
 
-.PHONY: test deps lint test-unit test-static test-e2e lab lab-down lab-status clean
+.PHONY: bench-release test deps lint test-unit test-static test-e2e lab lab-down lab-status clean
 
 ## test: every tier (lint, unit, static, end-to-end): what the README and .ci/run run
 test: deps lint test-unit test-static test-e2e
@@ -49,3 +49,7 @@ lab-status:
 
 clean: lab-down
 	rm -rf .lab/machines .pytest_cache
+
+## bench-release: failed requests and p99 during a redeploy, ours vs in-place restart
+bench-release: deps
+	$(PYTHON) -m bench.release
