@@ -76,10 +76,10 @@ def main() -> None:
         rows.append(("in-place systemctl restart", wrk.finish(proc, SECONDS), restart_s))
 
         print(f"\nRedeploy under load: wrk -t2 -c8 -d{SECONDS}s on GET /hello/hello, change at t=5s, same host, same run\n")
-        print("| setup | requests | failed | p50 ms | p99 ms | change took s |")
+        print("| setup | requests | failed (non-2xx + socket errors) | p50 ms | p99 ms | change took s |")
         print("|---|---:|---:|---:|---:|---:|")
         for name, r, s in rows:
-            print(f"| {name} | {r.requests} | {r.failed} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {s:.1f} |")
+            print(f"| {name} | {r.requests} | {r.failed} ({r.non_2xx} + {r.socket_errors}) | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {s:.1f} |")
         ours, theirs = rows[0][1], rows[1][1]
         print(f"\nfailed requests: {ours.failed} vs {theirs.failed}; p99 ratio (ours / in-place): {ours.p99_ms / theirs.p99_ms:.2f}")
         engine.destroy()
