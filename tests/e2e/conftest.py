@@ -136,8 +136,12 @@ class Deployer:
 
 
 @pytest.fixture(scope="module")
-def deployer(lab: Lab, cran: RepoServer, tmp_path_factory: pytest.TempPathFactory) -> Deployer:
-    return Deployer(lab=lab, cran=cran, state=tmp_path_factory.mktemp("engine") / "state.json")
+def deployer(lab: Lab, cran: RepoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployer]:
+    d = Deployer(lab=lab, cran=cran, state=tmp_path_factory.mktemp("engine") / "state.json")
+    yield d
+    # the next module starts from a host without this module's apps
+    if Engine(d.state).load():
+        d.destroy()
 
 
 def curl(*args: str, timeout: int = 20) -> subprocess.CompletedProcess[str]:

@@ -154,5 +154,20 @@ def test_sticky_sessions_pin_a_client_to_one_worker(config: dict[str, Any], addr
     assert "x-content-type-options: nosniff" in headers  # the location's own add_header keeps the security headers
 
 
+def test_resizing_a_sticky_app_keeps_clients_pinned(deployer: Deployer, config: dict[str, Any], address: str, tmp_path: Path) -> None:
+    next(a for a in config["apps"] if a["name"] == "sticky")["workers"] = 2
+    assert deployer.up(config).ran == ["update sticky-deploy"]
+    jar = tmp_path / "cookies"
+    pids = {json.loads(curl("-f", "-c", str(jar), "-b", str(jar), f"http://{address}/sticky/pid").stdout)["pid"] for _ in range(8)}
+    assert len(pids) == 1
+
+
 def test_noop_up_runs_nothing(deployer: Deployer, config: dict[str, Any]) -> None:
     assert deployer.up(config).steps == []
+
+
+def test_destroy_removes_the_release_apps(deployer: Deployer, host: Any) -> None:
+    result = deployer.destroy()
+    assert {"duo-deploy", "solo-deploy", "sticky-deploy", "hello-deploy", "site-nginx"} <= set(result.ops("delete"))
+    assert host.check_output("systemctl list-units --all --plain --no-legend 'plumber-*' | wc -l") == "0"
+    assert host.check_output("ls /srv/plumber | wc -l") == "0"
