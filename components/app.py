@@ -9,9 +9,9 @@ import pulumi
 from pulumi_command import remote
 
 from components.bundle import make_bundle
-from components.config import AppSpec, StackSpec
-from components.remote_script import child_options, script_command
-from components.render import render, sha
+from components.config import AppSpec, StackSpec, resolve_path
+from components.remote_script import child_options, owner_token, script_command
+from components.render import render
 
 TYPE = "plumber-hosting:index:PlumberApp"
 
@@ -83,13 +83,8 @@ class PlumberApp(pulumi.ComponentResource):
     def __init__(self, name: str, args: PlumberAppArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(TYPE, name, None, opts)
         app = args.app
-        source = Path(app.source).expanduser()
-        if not source.is_absolute():
-            source = args.base_dir / source
-        bundle = make_bundle(source, env_file(app))
-        # The token ties the server's copy of the app to this resource: a
-        # delete only removes the app if no other resource deployed it since.
-        token = sha(f"{pulumi.get_project()}/{pulumi.get_stack()}/{name}/{deploy_script(args.spec, app, bundle.release, '')}")
+        bundle = make_bundle(resolve_path(args.base_dir, app.source), env_file(app))
+        token = owner_token(name, deploy_script(args.spec, app, bundle.release, ""))
         self.command = script_command(
             f"{name}-deploy",
             connection=args.connection,

@@ -422,27 +422,21 @@ def _problems_from(exc: ValidationError) -> list[tuple[str, str]]:
 
 
 def _allowed_keys(parent: tuple[Any, ...]) -> list[str]:
-    model: type[BaseModel] = StackSpec
-    for p in parent:
-        if isinstance(p, int):
-            continue
-        field = model.model_fields.get(str(p))
-        if field is None:
-            return []
-        ann = field.annotation
-        nested = [a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)]
-        if not nested:
-            inner = [
-                b
-                for a in getattr(ann, "__args__", ())
-                for b in getattr(a, "__args__", (a,))
-                if isinstance(b, type) and issubclass(b, BaseModel)
-            ]
-            nested = inner
-        if not nested:
-            return []
-        model = nested[0]
-    return sorted(model.model_fields)
+    """The keys a mapping at `parent` (list indices ignored) may hold."""
+    models: dict[tuple[str, ...], type[BaseModel]] = {
+        (): StackSpec,
+        ("apps",): AppSpec,
+        ("https",): HttpsSpec,
+        ("host",): HostSpec,
+    }
+    model = models.get(tuple(str(p) for p in parent if not isinstance(p, int)))
+    return sorted(model.model_fields) if model else []
+
+
+def resolve_path(base_dir: Path, path: str) -> Path:
+    """A path from the stack config: ~ expanded, relative to the project directory."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else base_dir / p
 
 
 def _semantic_problems(spec: StackSpec, base_dir: Path, raw_keys: set[str]) -> list[tuple[str, str]]:
@@ -460,9 +454,7 @@ def _semantic_problems(spec: StackSpec, base_dir: Path, raw_keys: set[str]) -> l
     elif spec.ssh_private_key is not None and spec.ssh_private_key_file is not None:
         out.append(("ssh_private_key_file", "set either ssh_private_key or ssh_private_key_file, not both"))
     elif spec.ssh_private_key_file is not None:
-        key_file = Path(spec.ssh_private_key_file).expanduser()
-        if not key_file.is_absolute():
-            key_file = base_dir / key_file
+        key_file = resolve_path(base_dir, spec.ssh_private_key_file)
         if not key_file.is_file():
             out.append(("ssh_private_key_file", f"no such file: {key_file}"))
     elif "PRIVATE KEY-----" not in spec.ssh_private_key:  # type: ignore[operator]
@@ -493,9 +485,7 @@ def _semantic_problems(spec: StackSpec, base_dir: Path, raw_keys: set[str]) -> l
             if p == reserved or p.startswith(reserved + "/"):
                 out.append((f"{key}.path", f"{p!r} collides with {reserved}, which the server itself uses"))
 
-        src = Path(app.source).expanduser()
-        if not src.is_absolute():
-            src = base_dir / src
+        src = resolve_path(base_dir, app.source)
         if not src.is_dir():
             out.append((f"{key}.source", f"no such directory: {src}"))
         elif not any((src / e).is_file() for e in ENTRYPOINTS):
@@ -581,8 +571,5 @@ def private_key_text(spec: StackSpec, base_dir: Path) -> str:
     if spec.ssh_private_key is not None:
         return spec.ssh_private_key
     assert spec.ssh_private_key_file is not None
-    path = Path(spec.ssh_private_key_file).expanduser()
-    if not path.is_absolute():
-        path = base_dir / path
-    return path.read_text()
+    return resolve_path(base_dir, spec.ssh_private_key_file).read_text()
 

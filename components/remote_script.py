@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 from pulumi_command import remote
 
-from components.render import remote_script
+from components.render import remote_script, sha
 
 
 def child_options(parent: pulumi.Resource, opts: pulumi.ResourceOptions | None) -> pulumi.ResourceOptions:
@@ -16,6 +16,17 @@ def child_options(parent: pulumi.Resource, opts: pulumi.ResourceOptions | None) 
     component was declared to follow.
     """
     return pulumi.ResourceOptions(parent=parent, depends_on=opts.depends_on if opts else None)
+
+
+def owner_token(name: str, script_without_token: str) -> str:
+    """Ties what a command deploys on the server to this resource.
+
+    The create script records the token on the server and the delete script
+    only removes things while the server still holds it, so a delete run after
+    another resource has redeployed the same thing (a replacement's
+    create-before-delete, a renamed resource) never undoes it.
+    """
+    return sha(f"{pulumi.get_project()}/{pulumi.get_stack()}/{name}/{script_without_token}")
 
 
 def script_command(

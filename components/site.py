@@ -8,8 +8,8 @@ import pulumi
 from pulumi_command import remote
 
 from components.config import StackSpec
-from components.remote_script import child_options, script_command
-from components.render import render, sha
+from components.remote_script import child_options, owner_token, script_command
+from components.render import render
 
 TYPE = "plumber-hosting:index:Site"
 
@@ -62,9 +62,7 @@ class Site(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: SiteArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(TYPE, name, None, opts)
-        # The token ties the server's state to this resource, so a delete can
-        # tell whether another resource has deployed the site since.
-        token = sha(f"{pulumi.get_project()}/{pulumi.get_stack()}/{name}/{site_script(args.spec, '')}")
+        token = owner_token(name, site_script(args.spec, ""))
         script = site_script(args.spec, token)
         self.command = script_command(
             f"{name}-nginx",
