@@ -8,60 +8,80 @@ from pathlib import Path
 
 import pulumi
 
-from components.app import PlumberApp, PlumberAppArgs
 from components.config import load_spec, private_key_text
 from components.dns import Dns, DnsArgs
-from components.provision import Provision, ProvisionArgs
-from components.server import Server, ServerArgs
-from components.site import Site, SiteArgs, base_url
+from components.fleet import build_replicas
+from components.loadbalancer import LoadBalancer, LoadBalancerArgs
+from components.monitoring import Monitoring, MonitoringArgs
+from components.project import Project, ProjectArgs
+from components.server import droplet_base_name
 
 BASE_DIR = Path(__file__).resolve().parent
 
 spec = load_spec(BASE_DIR)  # every config error is raised here, before any resource
+stack = pulumi.get_stack()
+droplet_name = droplet_base_name(spec, stack)
 
-server = Server(
-    "server",
-    ServerArgs(
-        spec=spec,
-        private_key=pulumi.Output.secret(private_key_text(spec, BASE_DIR)),
-        stack=pulumi.get_stack(),
-    ),
+# With replicas >= 2: a load balancer in front, TLS ends there.
+front = LoadBalancer("lb", LoadBalancerArgs(spec=spec, droplet_name=droplet_name)) if spec.load_balanced else None
+
+replicas = build_replicas(
+    spec,
+    base_dir=BASE_DIR,
+    private_key=pulumi.Output.secret(private_key_text(spec, BASE_DIR)),
+    stack=stack,
+    front=front,
 )
+first = replicas[0]
+address = front.ip if front is not None else first.server.address
 
 if spec.domain is not None and spec.manage_dns:
-    Dns("dns", DnsArgs(domain=spec.domain, hostname=spec.hostname, ipv4=server.address, ipv6=server.ipv6_address))
-
-provision = Provision(
-    "provision",
-    ProvisionArgs(spec=spec, connection=server.connection, sudo=server.sudo),
-    opts=pulumi.ResourceOptions(depends_on=[server]),
-)
-
-url = server.address.apply(lambda address: base_url(spec, address))
-site = Site(
-    "site",
-    SiteArgs(spec=spec, connection=server.connection, url=url, sudo=server.sudo),
-    opts=pulumi.ResourceOptions(depends_on=[provision]),
-)
-
-apps = {
-    app.name: PlumberApp(
-        app.name,
-        PlumberAppArgs(
-            spec=spec, app=app, base_dir=BASE_DIR, connection=server.connection, base_url=url, sudo=server.sudo
+    Dns(
+        "dns",
+        DnsArgs(
+            domain=spec.domain,
+            hostname=spec.hostname,
+            ipv4=address,
+            ipv6=front.ipv6 if front is not None else first.server.ipv6_address,
         ),
-        opts=pulumi.ResourceOptions(depends_on=[site]),
+        # Behind a load balancer: the name moves to it once every replica serves.
+        opts=pulumi.ResourceOptions(depends_on=[r.rotation for r in replicas if r.rotation]) if front else None,
     )
-    for app in spec.apps
-}
 
-pulumi.export("ip", server.address)
-pulumi.export("url", url)
-pulumi.export("ssh", server.ssh_command)
+if not spec.existing_host:
+    droplets = [r.server.droplet for r in replicas if r.server.droplet is not None]
+    if spec.alerts is not None:
+        Monitoring(
+            "monitoring",
+            MonitoringArgs(
+                spec=spec,
+                alerts=spec.alerts,
+                droplet_name=droplet_name,
+                app_urls={name: a.url for name, a in first.apps.items()},
+                droplet_ids=[d.id for d in droplets],
+            ),
+        )
+    Project(
+        "project",
+        ProjectArgs(
+            stack=stack,
+            droplet_name=droplet_name,
+            resources=[
+                *[u for r in replicas for u in r.server.project_urns],
+                *([front.balancer.load_balancer_urn] if front is not None else []),
+            ],
+        ),
+    )
+
+pulumi.export("ip", address)
+pulumi.export("url", first.url)
+pulumi.export("ssh", first.server.ssh_command)
 pulumi.export(
     "apps",
     {
         name: {"url": a.url, "docs": a.docs_url, "logs": a.logs, "release": a.release}
-        for name, a in apps.items()
+        for name, a in first.apps.items()
     },
 )
+if len(replicas) > 1:
+    pulumi.export("servers", [{"ip": r.server.address, "ssh": r.server.ssh_command} for r in replicas])

@@ -62,6 +62,8 @@ def deploy_script(spec: StackSpec, app: AppSpec, release: str, token: str) -> st
             timeout=app.timeout,
             max_body=app.max_body,
             sticky=app.sticky,
+            # Behind the load balancer the scheme the client used comes from it (conf.d map).
+            forwarded_proto="$plumber_forwarded_proto" if spec.load_balanced else "$scheme",
         ),
     )
 

@@ -34,6 +34,7 @@ PORT_BASE = 10000
 PORT_SLOT_WIDTH = 40
 PORT_SLOTS = 550
 MAX_WORKERS = 32
+MAX_REPLICAS = 20
 
 # Keys that only make sense when the program creates the droplet.
 DROPLET_ONLY = (
@@ -48,6 +49,8 @@ DROPLET_ONLY = (
     "ssh_public_key",
     "ssh_key_ids",
     "reserved_ip",
+    "replicas",
+    "alerts",
 )
 
 # Keys whose config value is text even when it looks like JSON (a droplet
@@ -140,6 +143,46 @@ class HttpsSpec(Strict):
     def _ca(cls, v: str | None) -> str | None:
         if v is not None and "-----BEGIN CERTIFICATE-----" not in v:
             raise ValueError("expected a PEM certificate")
+        return v
+
+
+class SlackSpec(Strict):
+    channel: str
+    # A secret: pulumi config set --secret --path 'alerts.slack.url' https://hooks.slack.com/...
+    url: str
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, v: str) -> str:
+        if not re.fullmatch(r"#?[A-Za-z0-9][A-Za-z0-9._-]{0,79}", v):
+            raise ValueError("expected a Slack channel such as #ops")
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.fullmatch(r"https://[^\s'\"]+", v):
+            raise ValueError("expected the https:// URL of a Slack incoming webhook")
+        return v
+
+
+class AlertsSpec(Strict):
+    """Where DigitalOcean Monitoring sends uptime and droplet alerts, and when."""
+
+    emails: list[str] = []
+    slack: SlackSpec | None = None
+    cpu_percent: int = Field(90, ge=1, le=100)
+    memory_percent: int = Field(90, ge=1, le=100)
+    disk_percent: int = Field(85, ge=1, le=100)
+    latency_ms: int = Field(2000, ge=100, le=60000)
+    ssl_expiry_days: int = Field(14, ge=1, le=90)
+
+    @field_validator("emails")
+    @classmethod
+    def _emails(cls, v: list[str]) -> list[str]:
+        for e in v:
+            if not EMAIL_RE.match(e):
+                raise ValueError(f"{e!r} is not an email address")
         return v
 
 
@@ -276,8 +319,12 @@ class StackSpec(Strict):
     manage_dns: bool = True
     https: HttpsSpec | None = None
     forward_root: str | None = None
-    # Existing-host mode
+    # Scale out: several droplets behind a DigitalOcean load balancer
+    replicas: int = Field(1, ge=1, le=MAX_REPLICAS)
+    alerts: AlertsSpec | None = None
+    # Existing-host mode: one server (host) or several (hosts)
     host: HostSpec | None = None
+    hosts: list[HostSpec] | None = None
     # Apps
     apps: list[AppSpec] = []
 
@@ -361,7 +408,29 @@ class StackSpec(Strict):
     # Derived values -------------------------------------------------------
     @property
     def existing_host(self) -> bool:
-        return self.host is not None
+        return self.host is not None or self.hosts is not None
+
+    @property
+    def existing_hosts(self) -> list[HostSpec]:
+        """The servers of existing-host mode, in replica order (empty for droplets)."""
+        if self.hosts is not None:
+            return list(self.hosts)
+        return [self.host] if self.host is not None else []
+
+    @property
+    def replica_count(self) -> int:
+        """How many identical servers serve the apps: droplets, or existing hosts."""
+        return len(self.existing_hosts) if self.existing_host else self.replicas
+
+    @property
+    def load_balanced(self) -> bool:
+        """Several droplets behind a DigitalOcean load balancer (TLS ends there)."""
+        return not self.existing_host and self.replicas >= 2
+
+    @property
+    def host_tls(self) -> bool:
+        """The servers themselves hold the certificate (certbot), not a load balancer."""
+        return self.https is not None and not self.load_balanced
 
     @property
     def fqdn(self) -> str | None:
@@ -428,6 +497,9 @@ def _allowed_keys(parent: tuple[Any, ...]) -> list[str]:
         ("apps",): AppSpec,
         ("https",): HttpsSpec,
         ("host",): HostSpec,
+        ("hosts",): HostSpec,
+        ("alerts",): AlertsSpec,
+        ("alerts", "slack"): SlackSpec,
     }
     model = models.get(tuple(str(p) for p in parent if not isinstance(p, int)))
     return sorted(model.model_fields) if model else []
@@ -442,10 +514,16 @@ def resolve_path(base_dir: Path, path: str) -> Path:
 def _semantic_problems(spec: StackSpec, base_dir: Path, raw_keys: set[str]) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
 
-    if spec.host is not None:
+    if spec.existing_host:
+        mode_key = "hosts" if spec.hosts is not None else "host"
         for key in DROPLET_ONLY:
-            if key in raw_keys:
-                out.append((key, "only applies when the program creates the droplet; remove it or remove 'host'"))
+            if key not in raw_keys:
+                continue
+            if key == "replicas":
+                out.append((key, f"only applies when the program creates droplets; with existing servers, "
+                                 f"list each one under 'hosts' (replicas is their number); remove it or remove '{mode_key}'"))
+            else:
+                out.append((key, f"only applies when the program creates the droplet; remove it or remove '{mode_key}'"))
     elif spec.ssh_public_key is None and not spec.ssh_key_ids:
         out.append(("ssh_public_key", "required (or ssh_key_ids) so the droplet can be reached over SSH"))
 
@@ -459,6 +537,8 @@ def _semantic_problems(spec: StackSpec, base_dir: Path, raw_keys: set[str]) -> l
             out.append(("ssh_private_key_file", f"no such file: {key_file}"))
     elif "PRIVATE KEY-----" not in spec.ssh_private_key:  # type: ignore[operator]
         out.append(("ssh_private_key", "expected an OpenSSH/PEM private key"))
+
+    out += _scale_problems(spec)
 
     if spec.https is not None:
         if spec.domain is None:
@@ -515,6 +595,43 @@ def _semantic_problems(spec: StackSpec, base_dir: Path, raw_keys: set[str]) -> l
     if spec.forward_root is not None and spec.forward_root not in names:
         known = ", ".join(names) or "none"
         out.append(("forward_root", f"names no app {spec.forward_root!r}; apps are: {known}"))
+    return out
+
+
+def _scale_problems(spec: StackSpec) -> list[tuple[str, str]]:
+    """Several servers: existing hosts, or droplets behind a load balancer; alerts."""
+    out: list[tuple[str, str]] = []
+    if spec.hosts is not None:
+        if spec.host is not None:
+            out.append(("hosts", "set either 'host' (one server) or 'hosts' (several), not both"))
+        if not spec.hosts:
+            out.append(("hosts", "expected at least one server"))
+        seen: dict[tuple[str, int], int] = {}
+        for i, h in enumerate(spec.hosts):
+            where = (h.address, h.port)
+            if where in seen:
+                out.append((f"hosts[{i}].address", f"{h.address}:{h.port} is also hosts[{seen[where]}]"))
+            seen.setdefault(where, i)
+        if len(spec.hosts) >= 2:
+            if spec.https is not None:
+                out.append(("https", "with several existing hosts, terminate TLS at your own load balancer; "
+                                     "each host cannot pass an HTTP-01 challenge for the shared name"))
+            if spec.domain is not None and spec.manage_dns:
+                out.append(("manage_dns", "with several existing hosts, point the domain at your load balancer "
+                                          "yourself; set manage_dns: false"))
+    if spec.load_balanced and spec.https is not None:
+        if spec.https.acme_server != LETSENCRYPT:
+            out.append(("https.acme_server", "with replicas >= 2 the load balancer holds a DigitalOcean "
+                                             "Let's Encrypt certificate; remove acme_server"))
+        if spec.https.acme_ca_cert is not None:
+            out.append(("https.acme_ca_cert", "with replicas >= 2 the load balancer holds a DigitalOcean "
+                                              "Let's Encrypt certificate; remove acme_ca_cert"))
+    if spec.alerts is not None and not spec.existing_host:
+        if not spec.alerts.emails and spec.alerts.slack is None:
+            out.append(("alerts", "expected 'emails' or 'slack' (somewhere to send the alerts)"))
+        if not spec.monitoring:
+            out.append(("monitoring", "must be true with 'alerts': memory and disk alerts need the "
+                                      "DigitalOcean metrics agent"))
     return out
 
 

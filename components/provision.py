@@ -16,6 +16,7 @@ TYPE = "plumber-hosting:index:Provision"
 
 BASE_PACKAGES = ["nginx", "ufw", "certbot", "curl", "ca-certificates", "openssl", "iproute2", "psmisc"]
 DISTRO_R = ["r-base-core", "r-cran-plumber"]
+HEALTHZ_INTERVAL = 2  # seconds between the /healthz checker's passes
 
 
 def ufw_rules(admin_cidrs: list[str]) -> list[str]:
@@ -30,7 +31,7 @@ def ufw_rules(admin_cidrs: list[str]) -> list[str]:
 
 
 def provision_script(spec: StackSpec) -> str:
-    droplet = spec.host is None
+    droplet = not spec.existing_host
     packages = BASE_PACKAGES + (DISTRO_R if spec.r_version == "distro" else []) + (
         ["unattended-upgrades"] if droplet else []
     )
@@ -42,11 +43,13 @@ def provision_script(spec: StackSpec) -> str:
         rscript=spec.rscript,
         cran_repo=spec.cran_repo,
         run_api_r=render("usr/local/lib/plumber-hosting/run-api.R.j2"),
-        nginx_http_conf=render("etc/nginx/conf.d/plumber-hosting.conf.j2"),
+        nginx_http_conf=render("etc/nginx/conf.d/plumber-hosting.conf.j2", behind_lb=spec.load_balanced),
         sshd_conf=render("etc/ssh/sshd_config.d/plumber-hosting.conf.j2"),
         unattended_upgrades=droplet,
         auto_upgrades=render("etc/apt/apt.conf.d/20auto-upgrades.j2"),
         ufw_rules=ufw_rules(spec.admin_cidrs),
+        healthz_script=render("usr/local/lib/plumber-hosting/healthz.j2", interval=HEALTHZ_INTERVAL),
+        healthz_unit=render("etc/systemd/system/plumber-hosting-healthz.service.j2"),
     )
 
 

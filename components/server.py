@@ -1,15 +1,21 @@
 """The machine: a DigitalOcean droplet with its reserved IP and cloud firewall,
-or an existing server reached over SSH (existing-host mode)."""
+or an existing server reached over SSH (existing-host mode).
+
+With ``replicas >= 2`` there is one Server per replica: droplets named
+``<droplet_name>-<i>`` in the load balancer's VPC, carrying its tag (the tag puts
+them behind the load balancer and its firewall), without a reserved IP."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_digitalocean as do
 from pulumi_command import remote
 
 from components.config import StackSpec
+from components.loadbalancer import LoadBalancer, outbound_rules
 from components.render import render
 
 TYPE = "plumber-hosting:index:Server"
@@ -20,6 +26,13 @@ class ServerArgs:
     spec: StackSpec
     private_key: pulumi.Output[str]
     stack: str
+    replica: int = 1  # 1-based
+    front: LoadBalancer | None = None  # with replicas >= 2
+    ssh_keys: list[pulumi.Input[str]] | None = None  # the first replica's, shared by the others
+
+
+def droplet_base_name(spec: StackSpec, stack: str) -> str:
+    return spec.droplet_name or f"plumber-{stack}"
 
 
 class Server(pulumi.ComponentResource):
@@ -28,6 +41,8 @@ class Server(pulumi.ComponentResource):
     connection: remote.ConnectionArgs
     sudo: bool
     droplet: do.Droplet | None
+    ssh_keys: list[pulumi.Input[str]]
+    project_urns: list[pulumi.Output[str]]
 
     def __init__(self, name: str, args: ServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(TYPE, name, None, opts)
@@ -35,36 +50,25 @@ class Server(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.droplet = None
         self.ipv6_address = None
+        self.ssh_keys = []
+        self.project_urns = []
 
-        if spec.host is not None:
-            self.address = pulumi.Output.from_input(spec.host.address)
-            user, port = spec.host.user, spec.host.port
+        if spec.existing_host:
+            host = spec.existing_hosts[args.replica - 1]
+            self.address = pulumi.Output.from_input(host.address)
+            user, port = host.user, host.port
             mode = "existing"
+        elif args.front is not None:
+            user, port, mode = "root", 22, "droplet"
+            self._droplet(name, args, child, f"{droplet_base_name(spec, args.stack)}-{args.replica}")
+            assert self.droplet is not None
+            # Usable once the load balancer's firewall guards it.
+            self.address = pulumi.Output.all(self.droplet.ipv4_address, args.front.firewall.id).apply(lambda v: v[0])
         else:
             user, port, mode = "root", 22, "droplet"
-            droplet_name = spec.droplet_name or f"plumber-{args.stack}"
-            ssh_keys: list[pulumi.Input[str]] = list(spec.ssh_key_ids)
-            if spec.ssh_public_key is not None:
-                key = do.SshKey(f"{name}-key", name=f"{droplet_name}-deploy", public_key=spec.ssh_public_key, opts=child)
-                ssh_keys.append(key.fingerprint)
-            tags = sorted({"plumber-hosting", f"stack-{args.stack}", *spec.tags})
-            self.droplet = do.Droplet(
-                f"{name}-droplet",
-                name=droplet_name,
-                image=spec.image,
-                region=spec.region,
-                size=spec.size,
-                ssh_keys=ssh_keys,
-                backups=spec.backups,
-                monitoring=spec.monitoring,
-                ipv6=spec.ipv6,
-                tags=tags,
-                # Never changes with apps: apps must never replace the droplet.
-                user_data=render("cloud-init/user-data.yaml.j2"),
-                opts=child,
-            )
-            if spec.ipv6:
-                self.ipv6_address = self.droplet.ipv6_address
+            droplet_name = droplet_base_name(spec, args.stack)
+            self._droplet(name, args, child, droplet_name)
+            assert self.droplet is not None
             firewall = do.Firewall(
                 f"{name}-firewall",
                 name=f"{droplet_name}-fw",
@@ -75,11 +79,7 @@ class Server(pulumi.ComponentResource):
                     do.FirewallInboundRuleArgs(protocol="tcp", port_range="443", source_addresses=["0.0.0.0/0", "::/0"]),
                     do.FirewallInboundRuleArgs(protocol="icmp", source_addresses=["0.0.0.0/0", "::/0"]),
                 ],
-                outbound_rules=[
-                    do.FirewallOutboundRuleArgs(protocol=p, port_range="1-65535" if p != "icmp" else None,
-                                                destination_addresses=["0.0.0.0/0", "::/0"])
-                    for p in ("tcp", "udp", "icmp")
-                ],
+                outbound_rules=outbound_rules(),
                 opts=child,
             )
             if spec.reserved_ip:
@@ -90,6 +90,7 @@ class Server(pulumi.ComponentResource):
                     droplet_id=self.droplet.id.apply(int),
                     opts=child,
                 )
+                self.project_urns.append(rip.reserved_ip_urn)
                 # The address is usable once it is assigned and the firewall is up.
                 self.address = pulumi.Output.all(rip.ip_address, assignment.id, firewall.id).apply(lambda v: v[0])
             else:
@@ -112,9 +113,48 @@ class Server(pulumi.ComponentResource):
                 "stack": args.stack,
                 "mode": mode,
                 "address": self.address,
-                "reserved_ip": spec.reserved_ip and spec.host is None,
-                "size": spec.size if spec.host is None else None,
-                "replicas": 1,
+                "reserved_ip": spec.reserved_ip and not spec.existing_host and not spec.load_balanced,
+                "size": spec.size if not spec.existing_host else None,
+                "replicas": spec.replica_count,
+                "replica": args.replica,
                 "admin_cidrs": spec.admin_cidrs,
             }
         )
+
+    def _droplet(self, name: str, args: ServerArgs, child: pulumi.ResourceOptions, droplet_name: str) -> None:
+        spec = args.spec
+        if args.ssh_keys is not None:
+            self.ssh_keys = list(args.ssh_keys)
+        else:
+            self.ssh_keys = list(spec.ssh_key_ids)
+            if spec.ssh_public_key is not None:
+                key = do.SshKey(
+                    f"{name}-key", name=f"{droplet_base_name(spec, args.stack)}-deploy",
+                    public_key=spec.ssh_public_key, opts=child,
+                )
+                self.ssh_keys.append(key.fingerprint)
+        tags = sorted({"plumber-hosting", f"stack-{args.stack}", *spec.tags})
+        extra: dict[str, Any] = {}
+        if args.front is not None:
+            tags = [*tags, args.front.tag.name]  # behind the load balancer and its firewall
+            extra["vpc_uuid"] = args.front.vpc.id
+        self.droplet = do.Droplet(
+            f"{name}-droplet",
+            name=droplet_name,
+            image=spec.image,
+            region=spec.region,
+            size=spec.size,
+            ssh_keys=self.ssh_keys,
+            backups=spec.backups,
+            monitoring=spec.monitoring,
+            ipv6=spec.ipv6,
+            tags=tags,
+            # Never changes with apps: apps must never replace the droplet.
+            user_data=render("cloud-init/user-data.yaml.j2"),
+            **extra,
+            opts=child,
+        )
+        self.project_urns.append(self.droplet.droplet_urn)
+        if spec.ipv6:
+            self.ipv6_address = self.droplet.ipv6_address
+

@@ -21,17 +21,19 @@ def base_url(spec: StackSpec, address: str) -> str:
 
 
 def site_files(spec: StackSpec) -> dict[str, str]:
-    """The rendered server block: final, and (with https) the pre-certificate one."""
+    """The rendered server block: final, and (with https) the pre-certificate one.
+
+    Behind a load balancer TLS ends at the load balancer: the server block is plain HTTP."""
     forward_path = spec.app(spec.forward_root).url_path if spec.forward_root else None
-    common = {"fqdn": spec.fqdn, "ipv6": spec.ipv6 and spec.host is None, "forward_path": forward_path}
+    common = {"fqdn": spec.fqdn, "ipv6": spec.ipv6 and not spec.existing_host, "forward_path": forward_path}
     return {
-        "site": render("etc/nginx/sites-available/plumber-hosting.j2", tls=spec.https is not None, **common),
+        "site": render("etc/nginx/sites-available/plumber-hosting.j2", tls=spec.host_tls, **common),
         "site_plain": render("etc/nginx/sites-available/plumber-hosting.j2", tls=False, **common),
     }
 
 
 def site_script(spec: StackSpec, token: str) -> str:
-    https = spec.https
+    https = spec.https if spec.host_tls else None  # certbot on the server itself
     return render(
         "scripts/site.sh.j2",
         token=token,
@@ -43,7 +45,7 @@ def site_script(spec: StackSpec, token: str) -> str:
         if https and https.acme_ca_cert
         else None,
         certbot_dropin=render("etc/systemd/system/certbot.service.d/plumber-hosting.conf.j2"),
-        security_headers=render("etc/nginx/plumber-hosting/security-headers.conf.j2", tls=https is not None),
+        security_headers=render("etc/nginx/plumber-hosting/security-headers.conf.j2", tls=spec.https is not None),
         renew_hook=render("etc/letsencrypt/renewal-hooks/deploy/plumber-hosting-reload-nginx.j2"),
         **site_files(spec),
     )

@@ -93,7 +93,14 @@ FAKE_STATE: dict[str, dict[str, Any]] = {
     "digitalocean:index/droplet:Droplet": {"ipv4_address": "203.0.113.10", "ipv6_address": "2001:db8::10"},
     "digitalocean:index/reservedIp:ReservedIp": {"ip_address": "198.51.100.7"},
     "digitalocean:index/sshKey:SshKey": {"fingerprint": "3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa"},
+    "digitalocean:index/loadBalancer:LoadBalancer": {"ip": "192.0.2.80", "ipv6": "2001:db8::80"},
     "command:remote:Command": {"stdout": "", "stderr": ""},
+}
+# DigitalOcean URNs (for projects): type -> (output, kind)
+URN_OUTPUTS: dict[str, tuple[str, str]] = {
+    "digitalocean:index/droplet:Droplet": ("droplet_urn", "droplet"),
+    "digitalocean:index/reservedIp:ReservedIp": ("reserved_ip_urn", "reservedip"),
+    "digitalocean:index/loadBalancer:LoadBalancer": ("load_balancer_urn", "loadbalancer"),
 }
 
 
@@ -116,7 +123,16 @@ class _Mocks(pulumi.runtime.Mocks):
         state = dict(args.inputs)
         state.update(FAKE_STATE.get(args.typ, {}))
         self.next_id += 1  # DigitalOcean ids are numbers
-        return str(self.next_id), state
+        rid = str(self.next_id)
+        if args.typ == "digitalocean:index/droplet:Droplet":
+            # replica i (server@i-droplet) gets 203.0.113.(9+i); the first keeps .10
+            replica = int(args.name.split("@")[1].split("-")[0]) if "@" in args.name else 1
+            state["ipv4_address"] = f"203.0.113.{9 + replica}"
+            state["ipv6_address"] = f"2001:db8::{9 + replica}"
+        urn_kind = URN_OUTPUTS.get(args.typ)
+        if urn_kind:
+            state[urn_kind[0]] = f"do:{urn_kind[1]}:{state.get('ip_address', rid)}"
+        return rid, state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         return {}, None

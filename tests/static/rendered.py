@@ -29,6 +29,8 @@ def script_of(command_text: str) -> str:
 def landed(run: ProgramRun) -> Landed:
     out = Landed()
     for cmd in run.commands:
+        if "@" in cmd.name:  # replicas >= 2 land what the first replica lands
+            continue
         for op in ("create", "delete"):
             text = cmd.inputs.get(op)
             if not text:

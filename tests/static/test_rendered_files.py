@@ -34,6 +34,7 @@ def _https_private_acme() -> ProgramRun:
 VARIANTS = {
     "dev": lambda: run_stack("dev"),
     "prod": lambda: run_stack("prod"),
+    "scale": lambda: run_stack("scale"),
     "local": lambda: run_stack("local", local_overrides()),
     "https-private-acme": _https_private_acme,
 }
@@ -114,15 +115,23 @@ def test_nginx_rejects_a_broken_location(files: Landed, tmp_path: Path) -> None:
     assert res.returncode != 0
 
 
+def _unit_instance(tmp_path: Path, path: str, content: str) -> Path:
+    """The unit written under tmp_path; for a template, an instance of it (port 10000)."""
+    name = Path(path).name
+    (tmp_path / name).write_text(content)
+    if "@." not in name:
+        return tmp_path / name
+    instance = tmp_path / name.replace("@.service", "@10000.service")
+    instance.symlink_to(tmp_path / name)
+    return instance
+
+
 def test_units_pass_systemd_analyze_verify(files: Landed, tmp_path: Path) -> None:
     analyze = _need("systemd-analyze")
     units = {p: c for p, c in files.files.items() if p.endswith(".service")}
     assert units
     for path, content in units.items():
-        name = Path(path).name
-        (tmp_path / name).write_text(content)
-        instance = tmp_path / name.replace("@.service", "@10000.service")
-        instance.symlink_to(tmp_path / name)
+        instance = _unit_instance(tmp_path, path, content)
         res = subprocess.run([analyze, "verify", str(instance)], capture_output=True, text=True, cwd=tmp_path)
         assert res.returncode == 0, f"{path}: {res.stdout}{res.stderr}"
         assert "Unknown key" not in res.stderr and "Unknown lvalue" not in res.stderr, res.stderr
@@ -130,13 +139,10 @@ def test_units_pass_systemd_analyze_verify(files: Landed, tmp_path: Path) -> Non
 
 def test_units_are_sandboxed(files: Landed, tmp_path: Path) -> None:
     analyze = _need("systemd-analyze")
-    for path, content in files.files.items():
-        if not path.endswith("@.service"):
-            continue
-        name = Path(path).name
-        (tmp_path / name).write_text(content)
-        instance = tmp_path / name.replace("@.service", "@10000.service")
-        instance.symlink_to(tmp_path / name)
+    units = [p for p in files.files if p.endswith(".service") and Path(p).name.startswith("plumber-")]
+    assert any(p.endswith("/plumber-hosting-healthz.service") for p in units)
+    for path in units:
+        instance = _unit_instance(tmp_path, path, files.files[path])
         res = subprocess.run(
             [analyze, "security", "--offline=true", "--threshold=20", str(instance)],
             capture_output=True, text=True, cwd=tmp_path,

@@ -33,6 +33,10 @@ def test_dev_stack_graph() -> None:
         (CMD, "hello-deploy"),
         ("plumber-hosting:index:PlumberApp", "hashing"),
         (CMD, "hashing-deploy"),
+        ("plumber-hosting:index:Rotation", "rotation"),
+        (CMD, "rotation-join"),
+        ("plumber-hosting:index:Project", "project"),
+        (f"{DO}project:Project", "project-group"),
     }
     droplet = run.named("server-droplet").inputs
     assert droplet["image"] == "debian-12-x64" and droplet["size"] == "s-1vcpu-2gb" and droplet["region"] == "nyc3"
@@ -96,7 +100,7 @@ def test_zero_one_many_apps() -> None:
     for n in (0, 1, 12):
         run = run_program(_apps_config(n), stack="local")
         assert names(run, "plumber-hosting:index:PlumberApp") == sorted(f"api{i}" for i in range(n))
-        assert len(run.commands) == 2 + n  # provision, site, one deploy per app
+        assert len(run.commands) == 3 + n  # provision, site, one deploy per app, rotation
         assert sorted(run.outputs["apps"]) == sorted(f"api{i}" for i in range(n))
 
 

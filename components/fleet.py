@@ -1,0 +1,98 @@
+"""The servers that serve the apps: one, or ``replicas`` identical ones.
+
+Each replica gets its own Server -> Provision -> Site -> PlumberApp(s) ->
+Rotation chain. The first replica's components keep the names a single-server
+stack has always had (``server``, ``provision``, ``site``, ``<app>``), so a
+stack that stays at one server sees no new names; replica i >= 2 adds
+``@<i>`` (``server@2``, ``hello@2``; ``@`` is never part of an app name).
+
+An app's deploy on replica i waits for the same app's deploy on replica i-1:
+a release rolls across the servers one at a time, each health-gated by its
+deploy script, and a release that fails on one server stops there while the
+others keep serving the old one. Nothing a replica declares depends on the
+number of replicas, so adding or removing one leaves the others untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pulumi
+
+from components.app import PlumberApp, PlumberAppArgs
+from components.config import StackSpec
+from components.loadbalancer import LoadBalancer
+from components.provision import Provision, ProvisionArgs
+from components.rotation import Rotation, RotationArgs
+from components.server import Server, ServerArgs
+from components.site import Site, SiteArgs, base_url
+
+
+def replica_name(base: str, index: int) -> str:
+    """A component's name on replica `index` (1-based)."""
+    return base if index == 1 else f"{base}@{index}"
+
+
+@dataclass
+class Replica:
+    index: int
+    server: Server
+    provision: Provision
+    site: Site
+    url: pulumi.Output[str]
+    apps: dict[str, PlumberApp] = field(default_factory=dict)
+    rotation: Rotation | None = None
+
+
+def build_replicas(
+    spec: StackSpec,
+    *,
+    base_dir: Path,
+    private_key: pulumi.Output[str],
+    stack: str,
+    front: LoadBalancer | None,
+) -> list[Replica]:
+    replicas: list[Replica] = []
+    for i in range(1, spec.replica_count + 1):
+        previous = replicas[-1] if replicas else None
+        server = Server(
+            replica_name("server", i),
+            ServerArgs(
+                spec=spec, private_key=private_key, stack=stack, replica=i, front=front,
+                ssh_keys=replicas[0].server.ssh_keys if replicas else None,
+            ),
+        )
+        provision = Provision(
+            replica_name("provision", i),
+            ProvisionArgs(spec=spec, connection=server.connection, sudo=server.sudo),
+            opts=pulumi.ResourceOptions(depends_on=[server]),
+        )
+        # The URL users reach: the load balancer's, else this server's.
+        address = front.ip if front is not None else server.address
+        url = address.apply(lambda a: base_url(spec, a))
+        site = Site(
+            replica_name("site", i),
+            SiteArgs(spec=spec, connection=server.connection, url=url, sudo=server.sudo),
+            opts=pulumi.ResourceOptions(depends_on=[provision]),
+        )
+        replica = Replica(index=i, server=server, provision=provision, site=site, url=url)
+        for app in spec.apps:
+            after: list[pulumi.Resource] = [site]
+            if previous is not None:
+                after.append(previous.apps[app.name])  # roll: one replica at a time
+            replica.apps[app.name] = PlumberApp(
+                replica_name(app.name, i),
+                PlumberAppArgs(
+                    spec=spec, app=app, base_dir=base_dir, connection=server.connection, base_url=url,
+                    sudo=server.sudo,
+                ),
+                opts=pulumi.ResourceOptions(depends_on=after),
+            )
+        replica.rotation = Rotation(
+            replica_name("rotation", i),
+            RotationArgs(spec=spec, connection=server.connection, sudo=server.sudo),
+            opts=pulumi.ResourceOptions(depends_on=[site, *replica.apps.values()]),
+        )
+        replicas.append(replica)
+    return replicas

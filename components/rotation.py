@@ -1,0 +1,55 @@
+"""Whether a server is in service: what its /healthz (and so a load balancer) says.
+
+Created once the server's apps are deployed, it puts the server in service and
+waits until its /healthz answers 200. Deleted (a replica removed, the stack
+destroyed) before the apps are, it takes the server out of service and, behind
+a DigitalOcean load balancer, waits until the load balancer has stopped sending
+requests, so removing a replica fails no request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_command import remote
+
+from components.config import StackSpec
+from components.loadbalancer import DRAIN_SECONDS
+from components.remote_script import child_options, owner_token, script_command
+from components.render import render
+
+TYPE = "plumber-hosting:index:Rotation"
+JOIN_TIMEOUT = 120
+
+
+def join_script(token: str) -> str:
+    return render("scripts/join-rotation.sh.j2", token=token, timeout=JOIN_TIMEOUT)
+
+
+def leave_script(spec: StackSpec, token: str) -> str:
+    return render("scripts/leave-rotation.sh.j2", token=token, drain_seconds=DRAIN_SECONDS if spec.load_balanced else 0)
+
+
+@dataclass
+class RotationArgs:
+    spec: StackSpec
+    connection: remote.ConnectionArgs
+    sudo: bool = False
+
+
+class Rotation(pulumi.ComponentResource):
+    command: remote.Command
+
+    def __init__(self, name: str, args: RotationArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(TYPE, name, None, opts)
+        token = owner_token(name, join_script(""))
+        self.command = script_command(
+            f"{name}-join",
+            connection=args.connection,
+            script=join_script(token),
+            delete_script=leave_script(args.spec, token),
+            sudo=args.sudo,
+            opts=child_options(self, opts),
+        )
+        self.register_outputs({})
