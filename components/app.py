@@ -11,7 +11,7 @@ from pulumi_command import remote
 from components.bundle import make_bundle
 from components.config import AppSpec, StackSpec, resolve_path
 from components.remote_script import child_options, owner_token, script_command
-from components.render import render
+from components.render import render, sha
 
 TYPE = "plumber-hosting:index:PlumberApp"
 
@@ -19,6 +19,12 @@ TYPE = "plumber-hosting:index:PlumberApp"
 def env_file(app: AppSpec) -> str:
     """The app's EnvironmentFile: env and secret_env (secret: only ever on stdin)."""
     return render("etc/plumber-hosting/env/api.env.j2", name=app.name, env={**app.env, **app.secret_env})
+
+
+def release_present(probe_stdout: str | None) -> bool:
+    """The probe's answer; anything but a clear "present" (unknown in a preview) uploads the code."""
+    lines = (probe_stdout or "").strip().splitlines()
+    return bool(lines) and lines[-1].strip() == "present"
 
 
 def r_vector(items: list[str]) -> str:
@@ -85,13 +91,31 @@ class PlumberApp(pulumi.ComponentResource):
         app = args.app
         bundle = make_bundle(resolve_path(args.base_dir, app.source), env_file(app))
         token = owner_token(name, deploy_script(args.spec, app, bundle.release, ""))
+        script = deploy_script(args.spec, app, bundle.release, token)
+        # Asks the server whether the release is already there. Its script
+        # carries a hash of the deploy script (which names the release), so it
+        # runs again whenever the deploy does for anything but an env change,
+        # and a release it saw can only be the current one, which is kept.
+        self.probe = script_command(
+            f"{name}-probe",
+            connection=args.connection,
+            script=render(
+                "scripts/probe-release.sh.j2",
+                name=app.name,
+                release=bundle.release,
+                deploy=sha(script),
+            ),
+            sudo=args.sudo,
+            opts=child_options(self, opts),
+        )
+        stdin = self.probe.stdout.apply(lambda out: bundle.env_payload if release_present(out) else bundle.payload)
         self.command = script_command(
             f"{name}-deploy",
             connection=args.connection,
-            script=deploy_script(args.spec, app, bundle.release, token),
+            script=script,
             delete_script=render("scripts/remove-app.sh.j2", name=app.name, token=token),
             sudo=args.sudo,
-            stdin=pulumi.Output.secret(bundle.payload),
+            stdin=pulumi.Output.secret(stdin),
             opts=child_options(self, opts),
         )
         self.release = bundle.release
