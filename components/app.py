@@ -34,7 +34,14 @@ def r_vector(items: list[str]) -> str:
 def deploy_script(spec: StackSpec, app: AppSpec, release: str, token: str) -> str:
     ports = app.ports
     upstream = "etc/nginx/plumber-hosting/upstreams/api.conf.j2"
-    common = {"name": app.name, "sticky": app.sticky, "path": app.url_path}
+    common = {
+        "name": app.name,
+        "sticky": app.sticky,
+        "path": app.url_path,
+        "allow_cidrs": app.allow_cidrs,
+        "key_digests": app.auth.digests if app.auth else [],
+        "rate": app.rate_limit.rate if app.rate_limit else None,
+    }
     upstreams = {"a": render(upstream, ports=ports[: app.workers], **common)}
     if app.workers == 1:
         upstreams["b"] = render(upstream, ports=ports[1:2], **common)
@@ -68,6 +75,9 @@ def deploy_script(spec: StackSpec, app: AppSpec, release: str, token: str) -> st
             timeout=app.timeout,
             max_body=app.max_body,
             sticky=app.sticky,
+            allow_cidrs=app.allow_cidrs,
+            auth=app.auth is not None,
+            rate_burst=app.rate_limit.burst_or_default if app.rate_limit else None,
         ),
     )
 

@@ -146,7 +146,7 @@ class Engine:
         """
         session = _Session(self)
         try:
-            program = run_program(config, stack=stack, on_command=session.step)
+            program = run_program(config, stack=stack, on_register=session.step)
         except Exception:
             if session.failure is not None:  # the program stopped because a command failed
                 raise session.failure from None

@@ -109,9 +109,9 @@ def _unwrap(value: Any) -> Any:
     return value
 
 
-# What a command's outputs are, as the engine would hand them back to the
-# program: given the resource as declared, its outputs (stdout, stderr).
-CommandHook = Callable[["Declared"], dict[str, str]]
+# Called as each resource is registered; what it returns (a command's stdout
+# and stderr, say) is what the program sees as the resource's outputs.
+RegisterHook = Callable[["Declared"], dict[str, str]]
 
 
 class _Mocks(pulumi.runtime.Mocks):
@@ -132,11 +132,11 @@ class _Mocks(pulumi.runtime.Mocks):
 
 
 class _Monitor(pulumi_mocks.MockMonitor):
-    def __init__(self, mocks: _Mocks, run: ProgramRun, on_command: CommandHook | None = None) -> None:
+    def __init__(self, mocks: _Mocks, run: ProgramRun, on_register: RegisterHook | None = None) -> None:
         super().__init__(mocks)
         self.run = run
         self.stack_urn = ""
-        self.on_command = on_command
+        self.on_register = on_register
         self.lock = threading.Lock()
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC name
@@ -158,9 +158,9 @@ class _Monitor(pulumi_mocks.MockMonitor):
         )
         with self.lock:
             self.run.resources.append(declared)
-        if self.on_command is not None and request.type == "command:remote:Command":
+        if self.on_register is not None:
             # as the engine does: the step runs now, its outputs go back to the program
-            self.mocks.pending.outputs = self.on_command(declared)  # type: ignore[attr-defined]
+            self.mocks.pending.outputs = self.on_register(declared)  # type: ignore[attr-defined]
         return super().RegisterResource(request)
 
 
@@ -206,17 +206,17 @@ def run_program(
     stack: str = "dev",
     secret_keys: tuple[str, ...] = ("ssh_private_key",),
     preview: bool = False,
-    on_command: CommandHook | None = None,
+    on_register: RegisterHook | None = None,
 ) -> ProgramRun:
     """Run ``__main__.py`` once with ``config`` (keys without the namespace).
 
-    ``on_command``, if given, is called as each remote command is registered
-    and its result is what the program sees as the command's outputs (the
-    test engine carries the command out there, as the Pulumi engine would).
+    ``on_register``, if given, is called as each resource is registered and
+    its result is what the program sees as the resource's outputs (the test
+    engine carries a command out there, as the Pulumi engine would).
     """
     run = ProgramRun(stack=stack)
     mocks = _Mocks()
-    monitor = _Monitor(mocks, run, on_command)
+    monitor = _Monitor(mocks, run, on_register)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     pulumi.runtime.settings.SETTINGS.engine.logger = _Logger(run)  # type: ignore[attr-defined]
     flat = {f"{PROJECT}:{k}": _to_pulumi(v) for k, v in config.items()}

@@ -154,15 +154,15 @@ def test_a_release_already_on_the_server_is_not_uploaded_again() -> None:
     def server(answer: str) -> Any:
         return lambda res: {"stdout": answer if res.name.endswith("-probe") else "", "stderr": ""}
 
-    absent = run_program(stack_config("dev"), stack="dev", on_command=server("absent\n")).named("hello-deploy")
-    present = run_program(stack_config("dev"), stack="dev", on_command=server("present\n")).named("hello-deploy")
+    absent = run_program(stack_config("dev"), stack="dev", on_register=server("absent\n")).named("hello-deploy")
+    present = run_program(stack_config("dev"), stack="dev", on_register=server("present\n")).named("hello-deploy")
     assert "app/plumber.R" in _bundle_names(absent.inputs["stdin"])
     assert _bundle_names(present.inputs["stdin"]) == ["app.env"]
     assert len(present.inputs["stdin"]) < len(absent.inputs["stdin"]) / 2
     assert "stdin" in present.secret_inputs  # the env file is secret either way
     assert present.inputs["create"] == absent.inputs["create"]
     # a preview (probe output unknown) or an unclear answer uploads the code
-    unclear = run_program(stack_config("dev"), stack="dev", on_command=server("bash: warning\n")).named("hello-deploy")
+    unclear = run_program(stack_config("dev"), stack="dev", on_register=server("bash: warning\n")).named("hello-deploy")
     assert "app/plumber.R" in _bundle_names(unclear.inputs["stdin"])
 
 
