@@ -19,7 +19,7 @@ from typing import Any
 from bench import wrk
 from tests.engine import Engine
 from tests.lab.lab import Lab
-from tests.program import run_program, stack_config
+from tests.program import stack_config
 
 ROOT = Path(__file__).resolve().parent.parent
 SECONDS = 20
@@ -51,20 +51,19 @@ def main() -> None:
         shutil.copytree(ROOT / "examples" / "hello", source)
         engine = Engine(work / "state.json")
         cfg = lab_config(lab, source)
-        engine.up(run_program(cfg, stack="local"))
+        engine.deploy(cfg, stack="local")
         url = f"http://{h.address}/hello/hello?name=bench"
         wrk.run(url, 3)  # warm up
 
         rows = []
         # plumber-hosting: a new release, rolled out by the program
         bump(source, 1)
-        program = run_program(cfg, stack="local")
         proc = wrk.start(url, SECONDS)
         time.sleep(5)
         t0 = time.monotonic()
-        result = engine.up(program)
+        _, result = engine.deploy(cfg, stack="local")
         deploy_s = time.monotonic() - t0
-        assert result.ran == ["update hello-deploy"], result.ran
+        assert result.ran == ["update hello-probe", "update hello-deploy"], result.ran
         rows.append(("plumber-hosting rolling release", wrk.finish(proc, SECONDS), deploy_s))
 
         # in place: systemctl restart of every worker (plumberDeploy)

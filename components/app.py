@@ -11,7 +11,7 @@ from pulumi_command import remote
 from components.bundle import make_bundle
 from components.config import AppSpec, StackSpec, resolve_path
 from components.remote_script import child_options, owner_token, script_command
-from components.render import render
+from components.render import render, sha
 
 TYPE = "plumber-hosting:index:PlumberApp"
 
@@ -21,6 +21,12 @@ def env_file(app: AppSpec) -> str:
     return render("etc/plumber-hosting/env/api.env.j2", name=app.name, env={**app.env, **app.secret_env})
 
 
+def release_present(probe_stdout: str | None) -> bool:
+    """The probe's answer; anything but a clear "present" (unknown in a preview) uploads the code."""
+    lines = (probe_stdout or "").strip().splitlines()
+    return bool(lines) and lines[-1].strip() == "present"
+
+
 def r_vector(items: list[str]) -> str:
     return "c(" + ", ".join(f"'{i}'" for i in items) + ")"
 
@@ -28,7 +34,14 @@ def r_vector(items: list[str]) -> str:
 def deploy_script(spec: StackSpec, app: AppSpec, release: str, token: str) -> str:
     ports = app.ports
     upstream = "etc/nginx/plumber-hosting/upstreams/api.conf.j2"
-    common = {"name": app.name, "sticky": app.sticky, "path": app.url_path}
+    common = {
+        "name": app.name,
+        "sticky": app.sticky,
+        "path": app.url_path,
+        "allow_cidrs": app.allow_cidrs,
+        "key_digests": app.auth.digests if app.auth else [],
+        "rate": app.rate_limit.rate if app.rate_limit else None,
+    }
     upstreams = {"a": render(upstream, ports=ports[: app.workers], **common)}
     if app.workers == 1:
         upstreams["b"] = render(upstream, ports=ports[1:2], **common)
@@ -62,6 +75,9 @@ def deploy_script(spec: StackSpec, app: AppSpec, release: str, token: str) -> st
             timeout=app.timeout,
             max_body=app.max_body,
             sticky=app.sticky,
+            allow_cidrs=app.allow_cidrs,
+            auth=app.auth is not None,
+            rate_burst=app.rate_limit.burst_or_default if app.rate_limit else None,
             # Behind the load balancer the scheme the client used comes from it (conf.d map).
             forwarded_proto="$plumber_forwarded_proto" if spec.load_balanced else "$scheme",
         ),
@@ -87,13 +103,31 @@ class PlumberApp(pulumi.ComponentResource):
         app = args.app
         bundle = make_bundle(resolve_path(args.base_dir, app.source), env_file(app))
         token = owner_token(name, deploy_script(args.spec, app, bundle.release, ""))
+        script = deploy_script(args.spec, app, bundle.release, token)
+        # Asks the server whether the release is already there. Its script
+        # carries a hash of the deploy script (which names the release), so it
+        # runs again whenever the deploy does for anything but an env change,
+        # and a release it saw can only be the current one, which is kept.
+        self.probe = script_command(
+            f"{name}-probe",
+            connection=args.connection,
+            script=render(
+                "scripts/probe-release.sh.j2",
+                name=app.name,
+                release=bundle.release,
+                deploy=sha(script),
+            ),
+            sudo=args.sudo,
+            opts=child_options(self, opts),
+        )
+        stdin = self.probe.stdout.apply(lambda out: bundle.env_payload if release_present(out) else bundle.payload)
         self.command = script_command(
             f"{name}-deploy",
             connection=args.connection,
-            script=deploy_script(args.spec, app, bundle.release, token),
+            script=script,
             delete_script=render("scripts/remove-app.sh.j2", name=app.name, token=token),
             sudo=args.sudo,
-            stdin=pulumi.Output.secret(bundle.payload),
+            stdin=pulumi.Output.secret(stdin),
             opts=child_options(self, opts),
         )
         self.release = bundle.release

@@ -4,6 +4,10 @@ The bundle (base64 of a tar.gz) travels as the deploy command's stdin, which
 Pulumi stores as a secret because it also carries the app's env file. It is
 byte-for-byte stable for unchanged inputs, so an unchanged app never shows a
 diff, and the release id is a hash of the code alone.
+
+There are two payloads: the full one (code and env file) and one with the env
+file only, sent when the release is already on the server (a rollback to a
+kept release uploads no code).
 """
 
 from __future__ import annotations
@@ -54,17 +58,29 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int) -> None:
 @dataclass(frozen=True)
 class Bundle:
     release: str
-    payload: str  # base64 text, for the command's stdin
-    size: int  # bytes of the compressed bundle
+    payload: str  # base64 text, for the command's stdin: app/ and app.env
+    env_payload: str  # base64 text: app.env only, for a release already on the server
+    size: int  # bytes of the compressed full bundle
+
+
+def _pack(files: list[tuple[str, bytes, int]]) -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data, mode in files:
+            _add(tar, name, data, mode)
+    return gzip.compress(raw.getvalue(), compresslevel=9, mtime=0)
 
 
 def make_bundle(source: Path, env_file: str) -> Bundle:
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path in _files(source):
-            rel = path.relative_to(source).as_posix()
-            mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
-            _add(tar, f"app/{rel}", path.read_bytes(), mode)
-        _add(tar, "app.env", env_file.encode(), 0o600)
-    packed = gzip.compress(raw.getvalue(), compresslevel=9, mtime=0)
-    return Bundle(release=release_id(source), payload=base64.b64encode(packed).decode(), size=len(packed))
+    code = [
+        (f"app/{path.relative_to(source).as_posix()}", path.read_bytes(), 0o755 if path.stat().st_mode & 0o111 else 0o644)
+        for path in _files(source)
+    ]
+    env = ("app.env", env_file.encode(), 0o600)
+    full, env_only = _pack([*code, env]), _pack([env])
+    return Bundle(
+        release=release_id(source),
+        payload=base64.b64encode(full).decode(),
+        env_payload=base64.b64encode(env_only).decode(),
+        size=len(full),
+    )

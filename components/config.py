@@ -8,6 +8,7 @@ naming each offending key path (``apps[2].path``) before any resource exists.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import re
@@ -80,6 +81,8 @@ DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+
 HOSTNAME_RE = re.compile(r"^(@|[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*)$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+RATE_RE = re.compile(r"^([1-9][0-9]{0,5})r/([sm])$")
+API_KEY_RE = re.compile(r"^[\x21-\x7e]{16,256}$")  # printable ASCII, no spaces
 RESERVED_ENV = {"PORT", "PLUMBER_PORT", "PLUMBER_APP", "R_LIBS_USER", "HOME", "USER", "PATH"}
 
 
@@ -146,6 +149,65 @@ class HttpsSpec(Strict):
         return v
 
 
+def _cidr_list(v: list[str]) -> list[str]:
+    for c in v:
+        try:
+            ipaddress.ip_network(c, strict=True)
+        except ValueError:
+            raise ValueError(f"{c!r} is not a CIDR such as 203.0.113.0/24") from None
+    return v
+
+
+class AuthSpec(Strict):
+    """API keys an app's requests must carry (Authorization: Key <k>, or X-Api-Key).
+
+    Only their SHA-256 digests reach the server; messages never echo a key.
+    """
+
+    api_keys: list[str]
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("expected at least one key (remove 'auth' to serve without keys)")
+        for i, key in enumerate(v):
+            if not isinstance(key, str) or not API_KEY_RE.match(key):
+                raise ValueError(
+                    f"key [{i}] is not 16-256 printable characters without spaces "
+                    "(make one with: openssl rand -hex 24)"
+                )
+        if len(set(v)) != len(v):
+            raise ValueError("a key is listed twice")
+        return v
+
+    @property
+    def digests(self) -> list[str]:
+        return sorted({hashlib.sha256(k.encode()).hexdigest() for k in self.api_keys})
+
+
+class RateLimitSpec(Strict):
+    """nginx limit_req per client address: ``rate`` ("10r/s", "600r/m"), ``burst`` beyond it."""
+
+    rate: str
+    burst: int | None = Field(None, ge=0, le=100000)
+
+    @field_validator("rate")
+    @classmethod
+    def _rate(cls, v: str) -> str:
+        if not RATE_RE.match(v):
+            raise ValueError("expected a rate such as 10r/s or 600r/m")
+        return v
+
+    @property
+    def burst_or_default(self) -> int:
+        """Default burst: one second's worth of requests (at least 1)."""
+        if self.burst is not None:
+            return self.burst
+        n, unit = RATE_RE.match(self.rate).groups()  # type: ignore[union-attr]
+        return max(1, int(n) if unit == "s" else int(n) // 60)
+
+
 class SlackSpec(Strict):
     channel: str
     # A secret: pulumi config set --secret --path 'alerts.slack.url' https://hooks.slack.com/...
@@ -205,6 +267,20 @@ class AppSpec(Strict):
     max_body: str = "10M"
     timeout: int = Field(60, ge=1, le=3600)
     memory_max: str | None = None
+    # Access control
+    auth: AuthSpec | None = None
+    rate_limit: RateLimitSpec | None = None
+    allow_cidrs: list[str] = []
+
+    @field_validator("rate_limit", mode="before")
+    @classmethod
+    def _rate_shorthand(cls, v: Any) -> Any:
+        return {"rate": v} if isinstance(v, str) else v  # rate_limit: "10r/s"
+
+    @field_validator("allow_cidrs")
+    @classmethod
+    def _allow(cls, v: list[str]) -> list[str]:
+        return _cidr_list(v)
 
     @field_validator("name")
     @classmethod
@@ -370,12 +446,7 @@ class StackSpec(Strict):
     def _cidrs(cls, v: list[str]) -> list[str]:
         if not v:
             raise ValueError("expected at least one CIDR (SSH would be unreachable)")
-        for c in v:
-            try:
-                ipaddress.ip_network(c, strict=True)
-            except ValueError:
-                raise ValueError(f"{c!r} is not a CIDR such as 203.0.113.0/24") from None
-        return v
+        return _cidr_list(v)
 
     @field_validator("r_version")
     @classmethod
@@ -495,6 +566,8 @@ def _allowed_keys(parent: tuple[Any, ...]) -> list[str]:
     models: dict[tuple[str, ...], type[BaseModel]] = {
         (): StackSpec,
         ("apps",): AppSpec,
+        ("apps", "auth"): AuthSpec,
+        ("apps", "rate_limit"): RateLimitSpec,
         ("https",): HttpsSpec,
         ("host",): HostSpec,
         ("hosts",): HostSpec,

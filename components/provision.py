@@ -14,7 +14,7 @@ from components.render import render, sha
 
 TYPE = "plumber-hosting:index:Provision"
 
-BASE_PACKAGES = ["nginx", "ufw", "certbot", "curl", "ca-certificates", "openssl", "iproute2", "psmisc"]
+BASE_PACKAGES = ["nginx", "libnginx-mod-http-js", "ufw", "certbot", "curl", "ca-certificates", "openssl", "iproute2", "psmisc"]
 DISTRO_R = ["r-base-core", "r-cran-plumber"]
 HEALTHZ_INTERVAL = 2  # seconds between the /healthz checker's passes
 
@@ -44,6 +44,7 @@ def provision_script(spec: StackSpec) -> str:
         cran_repo=spec.cran_repo,
         run_api_r=render("usr/local/lib/plumber-hosting/run-api.R.j2"),
         nginx_http_conf=render("etc/nginx/conf.d/plumber-hosting.conf.j2", behind_lb=spec.load_balanced),
+        api_key_js=render("etc/nginx/plumber-hosting/api-key.js.j2"),
         sshd_conf=render("etc/ssh/sshd_config.d/plumber-hosting.conf.j2"),
         unattended_upgrades=droplet,
         auto_upgrades=render("etc/apt/apt.conf.d/20auto-upgrades.j2"),

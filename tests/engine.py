@@ -1,8 +1,12 @@
 """TEST CODE: carry out the program's remote commands on a test host, the way
 the Pulumi engine would, for hosts where the Pulumi CLI is not available.
 
-It takes what ``tests.program.run_program`` recorded (the real ``__main__.py``
-under Pulumi's mocks) and, against the state it kept from the previous run:
+``Engine.deploy`` runs the real ``__main__.py`` under Pulumi's mocks
+(``tests.program.run_program``) and carries out each remote command as the
+program registers it, handing the command's real outputs back to the program
+(as the engine does: an input computed from another command's stdout gets the
+real value; independent commands run in parallel). ``Engine.up`` carries out
+a run recorded beforehand. Against the state it kept from the previous run:
 
 * creates resources that are new, in dependency order;
 * updates resources whose inputs changed (running ``update`` or, if there is
@@ -28,12 +32,14 @@ import json
 import os
 import subprocess
 import tempfile
+import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.program import Declared, ProgramRun
+from tests.program import Declared, ProgramRun, run_program
 
 COMMAND = "command:remote:Command"
 REMOTE_TYPES = {COMMAND}
@@ -124,47 +130,28 @@ class Engine:
         return {"stdout": proc.stdout, "stderr": proc.stderr}
 
     def up(self, program: ProgramRun) -> UpResult:
-        result = UpResult()
-        old = {r["urn"]: r for r in self.load()}
-        state = dict(old)  # what the engine would checkpoint, updated step by step
-        seen: set[str] = set()
-        replaced: list[dict[str, Any]] = []
+        """Carry out a program run recorded beforehand (its commands saw no real outputs)."""
+        session = _Session(self)
         for res in program.resources:  # registration order respects dependencies
-            if res.type.startswith(UNSUPPORTED) and res.type not in REMOTE_TYPES:
-                raise NotImplementedError(f"the test engine cannot carry out {res.type} ({res.name})")
-            seen.add(res.urn)
-            entry = {"urn": res.urn, "type": res.type, "name": res.name, "inputs": res.inputs,
-                     "dependencies": res.dependencies, "outputs": {}}
-            prev = old.get(res.urn)
-            if res.type in REMOTE_TYPES:
-                if prev is None:
-                    entry["outputs"] = self._run(res, "create", res.inputs.get("create"), result)
-                elif prev["inputs"] == res.inputs:
-                    entry["outputs"] = prev["outputs"]
-                else:
-                    changed = {k for k in set(prev["inputs"]) | set(res.inputs)
-                               if prev["inputs"].get(k) != res.inputs.get(k)}
-                    replace_keys = {k.split("[")[0] for k in res.replace_on_changes}
-                    if changed & replace_keys and not res.inputs.get("update"):
-                        if res.delete_before_replace:
-                            self._run(prev, "replace-delete", prev["inputs"].get("delete"), result)
-                        else:
-                            replaced.append(prev)
-                        entry["outputs"] = self._run(res, "replace-create", res.inputs.get("create"), result)
-                    else:
-                        text = res.inputs.get("update") or res.inputs.get("create")
-                        entry["outputs"] = self._run(res, "update", text, result)
-            state[res.urn] = entry  # a failed step raised above: its old state stays
-            self.save(list(state.values()))
-        for prev in reversed(replaced):
-            self._run(prev, "replace-delete", prev["inputs"].get("delete"), result)
-        for urn in reversed([u for u in old if u not in seen]):  # reverse dependency order
-            if old[urn]["type"] in REMOTE_TYPES:
-                self._run(old[urn], "delete", old[urn]["inputs"].get("delete"), result)
-            del state[urn]
-            self.save(list(state.values()))
-        self.save([state[r.urn] for r in program.resources])
-        return result
+            session.step(res)
+        return session.finish(program)
+
+    def deploy(self, config: Mapping[str, Any], stack: str) -> tuple[ProgramRun, UpResult]:
+        """``pulumi up``: run the program, carrying out each command as it is registered.
+
+        As with the Pulumi engine, a command's outputs (its stdout) are what the
+        program sees while it runs, so inputs computed from another command's
+        output get the real value; commands that do not depend on each other
+        run in parallel.
+        """
+        session = _Session(self)
+        try:
+            program = run_program(config, stack=stack, on_register=session.step)
+        except Exception:
+            if session.failure is not None:  # the program stopped because a command failed
+                raise session.failure from None
+            raise
+        return program, session.finish(program)
 
     def destroy(self) -> UpResult:
         result = UpResult()
@@ -173,4 +160,68 @@ class Engine:
             if res["type"] in REMOTE_TYPES:
                 self._run(res, "delete", res["inputs"].get("delete"), result)
         self.save([])
+        return result
+
+
+class _Session:
+    """One ``up``: the steps it ran and the state it checkpoints as it goes."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.result = UpResult()
+        self.old = {r["urn"]: r for r in engine.load()}
+        self.state = dict(self.old)  # what the engine would checkpoint, updated step by step
+        self.replaced: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self.failure: CommandFailedError | None = None
+
+    def step(self, res: Declared) -> dict[str, str]:
+        """Create, update, replace or keep one resource; returns its outputs."""
+        if res.type.startswith(UNSUPPORTED) and res.type not in REMOTE_TYPES:
+            raise NotImplementedError(f"the test engine cannot carry out {res.type} ({res.name})")
+        engine, result = self.engine, self.result
+        entry = {"urn": res.urn, "type": res.type, "name": res.name, "inputs": res.inputs,
+                 "dependencies": res.dependencies, "outputs": {}}
+        prev = self.old.get(res.urn)
+        try:
+            if res.type in REMOTE_TYPES:
+                if prev is None:
+                    entry["outputs"] = engine._run(res, "create", res.inputs.get("create"), result)
+                elif prev["inputs"] == res.inputs:
+                    entry["outputs"] = prev["outputs"]
+                else:
+                    changed = {k for k in set(prev["inputs"]) | set(res.inputs)
+                               if prev["inputs"].get(k) != res.inputs.get(k)}
+                    replace_keys = {k.split("[")[0] for k in res.replace_on_changes}
+                    if changed & replace_keys and not res.inputs.get("update"):
+                        if res.delete_before_replace:
+                            engine._run(prev, "replace-delete", prev["inputs"].get("delete"), result)
+                        else:
+                            with self.lock:
+                                self.replaced.append(prev)
+                        entry["outputs"] = engine._run(res, "replace-create", res.inputs.get("create"), result)
+                    else:
+                        text = res.inputs.get("update") or res.inputs.get("create")
+                        entry["outputs"] = engine._run(res, "update", text, result)
+        except CommandFailedError as e:  # its old state stays
+            with self.lock:
+                self.failure = self.failure or e
+            raise
+        with self.lock:
+            self.state[res.urn] = entry
+            engine.save(list(self.state.values()))
+        return entry["outputs"]
+
+    def finish(self, program: ProgramRun) -> UpResult:
+        """After the program: delete what was replaced or is no longer declared."""
+        engine, result = self.engine, self.result
+        seen = {r.urn for r in program.resources}
+        for prev in reversed(self.replaced):
+            engine._run(prev, "replace-delete", prev["inputs"].get("delete"), result)
+        for urn in reversed([u for u in self.old if u not in seen]):  # reverse dependency order
+            if self.old[urn]["type"] in REMOTE_TYPES:
+                engine._run(self.old[urn], "delete", self.old[urn]["inputs"].get("delete"), result)
+            del self.state[urn]
+            engine.save(list(self.state.values()))
+        engine.save([self.state[r.urn] for r in program.resources])
         return result

@@ -11,7 +11,8 @@ import json
 import os
 import runpy
 import sys
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,13 +116,21 @@ def _unwrap(value: Any) -> Any:
     return value
 
 
+# Called as each resource is registered; what it returns (a command's stdout
+# and stderr, say) is what the program sees as the resource's outputs.
+RegisterHook = Callable[["Declared"], dict[str, str]]
+
+
 class _Mocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:
         self.next_id = 100000
+        self.pending = threading.local()  # outputs the hook gave for the resource being registered
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         state = dict(args.inputs)
         state.update(FAKE_STATE.get(args.typ, {}))
+        state.update(getattr(self.pending, "outputs", None) or {})
+        self.pending.outputs = None
         self.next_id += 1  # DigitalOcean ids are numbers
         rid = str(self.next_id)
         if args.typ == "digitalocean:index/droplet:Droplet":
@@ -139,31 +148,36 @@ class _Mocks(pulumi.runtime.Mocks):
 
 
 class _Monitor(pulumi_mocks.MockMonitor):
-    def __init__(self, mocks: pulumi.runtime.Mocks, run: ProgramRun) -> None:
+    def __init__(self, mocks: _Mocks, run: ProgramRun, on_register: RegisterHook | None = None) -> None:
         super().__init__(mocks)
         self.run = run
         self.stack_urn = ""
+        self.on_register = on_register
+        self.lock = threading.Lock()
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC name
-        response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":
+            response = super().RegisterResource(request)
             self.stack_urn = response.urn
             return response
-        self.run.resources.append(
-            Declared(
-                urn=response.urn,
-                type=request.type,
-                name=request.name,
-                parent=request.parent,
-                custom=bool(request.custom),
-                inputs=_unwrap(rpc.deserialize_properties(request.object)),
-                secret_inputs=_secret_keys(request.object),
-                dependencies=list(request.dependencies),
-                delete_before_replace=bool(request.deleteBeforeReplace),
-                replace_on_changes=list(request.replaceOnChanges),
-            )
+        declared = Declared(
+            urn=self.make_urn(request.parent, request.type, request.name),
+            type=request.type,
+            name=request.name,
+            parent=request.parent,
+            custom=bool(request.custom),
+            inputs=_unwrap(rpc.deserialize_properties(request.object)),
+            secret_inputs=_secret_keys(request.object),
+            dependencies=list(request.dependencies),
+            delete_before_replace=bool(request.deleteBeforeReplace),
+            replace_on_changes=list(request.replaceOnChanges),
         )
-        return response
+        with self.lock:
+            self.run.resources.append(declared)
+        if self.on_register is not None:
+            # as the engine does: the step runs now, its outputs go back to the program
+            self.mocks.pending.outputs = self.on_register(declared)  # type: ignore[attr-defined]
+        return super().RegisterResource(request)
 
 
 class _Logger:
@@ -208,11 +222,17 @@ def run_program(
     stack: str = "dev",
     secret_keys: tuple[str, ...] = ("ssh_private_key",),
     preview: bool = False,
+    on_register: RegisterHook | None = None,
 ) -> ProgramRun:
-    """Run ``__main__.py`` once with ``config`` (keys without the namespace)."""
+    """Run ``__main__.py`` once with ``config`` (keys without the namespace).
+
+    ``on_register``, if given, is called as each resource is registered and
+    its result is what the program sees as the resource's outputs (the test
+    engine carries a command out there, as the Pulumi engine would).
+    """
     run = ProgramRun(stack=stack)
     mocks = _Mocks()
-    monitor = _Monitor(mocks, run)
+    monitor = _Monitor(mocks, run, on_register)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     pulumi.runtime.settings.SETTINGS.engine.logger = _Logger(run)  # type: ignore[attr-defined]
     flat = {f"{PROJECT}:{k}": _to_pulumi(v) for k, v in config.items()}

@@ -20,7 +20,7 @@ import testinfra
 from tests.e2e.cranrepo import RepoServer, build
 from tests.engine import Engine, UpResult
 from tests.lab.lab import Lab
-from tests.program import ProgramRun, run_program, stack_config
+from tests.program import ProgramRun, stack_config
 
 pytestmark = pytest.mark.e2e
 
@@ -117,13 +117,12 @@ class Deployer:
 
     def up(self, config: dict[str, Any]) -> UpResult:
         self.config = copy.deepcopy(config)
-        self.last = run_program(config, stack="local")
+        self.last, result = Engine(self.state).deploy(config, stack="local")
         for cmd in self.last.commands:
             ops = DECLARED.setdefault(cmd.name, set())
             ops.update({"create", "update"})
             if cmd.inputs.get("delete"):
                 ops.add("delete")
-        result = Engine(self.state).up(self.last)
         for step in result.steps:
             RAN.add((step.name, "update" if step.op == "update" else step.op.replace("replace-", "")))
         return result

@@ -27,7 +27,10 @@ def _https_private_acme() -> ProgramRun:
         manage_dns=False,
         https={"email": "ops@lab.test", "accept_tos": True, "acme_server": "https://10.213.8.1:14000/dir", "acme_ca_cert": PEM},
     )
-    cfg["apps"] = [*cfg["apps"], {"name": "solo", "source": "examples/hello", "path": "/v1/solo", "workers": 1, "memory_max": "256M", "max_body": "1M", "timeout": 5}, {"name": "sticky-one", "source": "examples/hello", "workers": 3, "sticky": True}]
+    cfg["apps"] = [*cfg["apps"], {"name": "solo", "source": "examples/hello", "path": "/v1/solo", "workers": 1, "memory_max": "256M", "max_body": "1M", "timeout": 5}, {"name": "sticky-one", "source": "examples/hello", "workers": 3, "sticky": True},
+                   {"name": "guarded", "source": "examples/hello", "workers": 2, "allow_cidrs": ["10.0.0.0/8", "2001:db8::/32"],
+                    "auth": {"api_keys": ["k" * 24, "0123456789abcdef0123"]}, "rate_limit": {"rate": "10r/s", "burst": 5}},
+                   {"name": "metered", "source": "examples/hello", "rate_limit": "600r/m"}]
     return run_program(cfg, stack="local")
 
 
@@ -89,6 +92,7 @@ def _nginx_prefix(tmp: Path, files: Landed, upstream_variant: str) -> Path:
     )
     conf = tmp / "nginx.conf"
     conf.write_text(
+        "load_module /usr/lib/nginx/modules/ngx_http_js_module.so;\n"  # libnginx-mod-http-js, as on the server
         f"pid {tmp}/nginx.pid;\nerror_log {tmp}/error.log;\nevents {{}}\n"
         f"http {{\n  access_log off;\n  include {root}/etc/nginx/conf.d/*.conf;\n  include {root}/etc/nginx/sites-enabled/*;\n}}\n"
     )
