@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_digitalocean as do
 
+from components.remote_script import child_options
+
 TYPE = "plumber-hosting:index:Dns"
 
 
@@ -22,7 +24,7 @@ class DnsArgs:
 class Dns(pulumi.ComponentResource):
     def __init__(self, name: str, args: DnsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(TYPE, name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        child = child_options(self, opts)  # waits for what the component waits for
         self.a = do.DnsRecord(
             f"{name}-a", domain=args.domain, name=args.hostname, type="A", value=args.ipv4, ttl=args.ttl, opts=child
         )

@@ -372,7 +372,12 @@ def validate_stable_endpoint(args: StackValidationArgs, report_violation: Report
 
 def validate_memory(args: StackValidationArgs, report_violation: ReportViolation) -> None:
     resources = list(args.resources)
-    apps = [a.props for a in _of_type(resources, APP)]
+    # With replicas every droplet runs every app once: one PlumberApp per app
+    # name and replica, each droplet's memory covers one of each.
+    by_name: dict[str, Mapping[str, Any]] = {}
+    for a in _of_type(resources, APP):
+        by_name.setdefault(str(a.props.get("name", a.name)), a.props)
+    apps = list(by_name.values())
     if not apps:
         return
     sizes: dict[str, str | None] = {}

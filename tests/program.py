@@ -12,6 +12,7 @@ import os
 import runpy
 import sys
 import threading
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -123,7 +124,6 @@ RegisterHook = Callable[["Declared"], dict[str, str]]
 
 class _Mocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:
-        self.next_id = 100000
         self.pending = threading.local()  # outputs the hook gave for the resource being registered
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
@@ -131,8 +131,11 @@ class _Mocks(pulumi.runtime.Mocks):
         state.update(FAKE_STATE.get(args.typ, {}))
         state.update(getattr(self.pending, "outputs", None) or {})
         self.pending.outputs = None
-        self.next_id += 1  # DigitalOcean ids are numbers
-        rid = str(self.next_id)
+        # DigitalOcean ids are numbers; these are stable per resource, so two runs of
+        # the same program declare the same inputs whatever order resources register in.
+        rid = str(100000 + zlib.crc32(f"{args.typ}::{args.name}".encode()) % 900000)
+        if args.typ == "digitalocean:index/loadBalancer:LoadBalancer":
+            rid = f"lb-uuid-{args.name}"  # load balancers have UUIDs; this one names whose it is
         if args.typ == "digitalocean:index/droplet:Droplet":
             # replica i (server@i-droplet) gets 203.0.113.(9+i); the first keeps .10
             replica = int(args.name.split("@")[1].split("-")[0]) if "@" in args.name else 1

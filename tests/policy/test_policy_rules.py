@@ -342,6 +342,18 @@ def test_memory_overcommitted_fails() -> None:
     ]
 
 
+def test_memory_counts_each_app_once_per_droplet_with_replicas() -> None:
+    """With replicas each app is one PlumberApp per replica (hello, hello@2, ...); a droplet runs one of each."""
+    def replica_app(name: str, i: int) -> PolicyResource:
+        res_name = name if i == 1 else f"{name}@{i}"
+        return resource("dev", rules.APP, res_name, {"name": name, "workers": 2, "memory_max_mb": 512})
+
+    apps = [replica_app(n, i) for n in ("a", "b") for i in (1, 2, 3)]
+    assert stack_violations(rules.validate_memory, server("dev", size="s-1vcpu-2gb"), *apps) == []
+    found = stack_violations(rules.validate_memory, server("dev", size="s-1vcpu-1gb"), *apps)
+    assert len(found) == 1 and "up to 2048 MB (memory_max x workers: a 512x2, b 512x2)" in found[0][0]
+
+
 def test_memory_ignores_unknown_slugs_and_unlimited_apps() -> None:
     assert stack_violations(rules.validate_memory, server("dev", size="x-huge"), app("dev", "a", 8, 4096)) == []
     assert stack_violations(rules.validate_memory, server("dev", size="s-1vcpu-512mb-10gb"), app("dev", "a", 8, None)) == []
