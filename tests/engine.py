@@ -60,6 +60,7 @@ class Step:
     seconds: float
     stdout: str = ""
     stderr: str = ""
+    started: float = 0.0  # wall clock (time.time()) when the command started
 
 
 @dataclass
@@ -122,9 +123,9 @@ class Engine:
         if not text:
             result.steps.append(Step(name, op, 0.0))
             return {"stdout": "", "stderr": ""}
-        started = time.monotonic()
+        started, wall = time.monotonic(), time.time()
         proc = _ssh(inputs["connection"], text, inputs.get("stdin"), self.timeout)
-        result.steps.append(Step(name, op, time.monotonic() - started, proc.stdout, proc.stderr))
+        result.steps.append(Step(name, op, time.monotonic() - started, proc.stdout, proc.stderr, wall))
         if proc.returncode != 0:
             raise CommandFailedError(urn, op, proc)
         return {"stdout": proc.stdout, "stderr": proc.stderr}

@@ -59,16 +59,23 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     report.write_text(json.dumps({"times": TIMES, "never_run": missing}, indent=1))
 
 
+def hosts_needed(session: pytest.Session) -> int:
+    """The most lab hosts any collected test asks for (``pytest.mark.lab_hosts(n)``)."""
+    return max([1, *(m.args[0] for item in session.items for m in item.iter_markers("lab_hosts"))])
+
+
 @pytest.fixture(scope="session")
-def lab() -> Iterator[Lab]:
+def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     if os.geteuid() != 0:
         pytest.fail("the end-to-end tier needs root (network namespaces, systemd-nspawn)")
     lab = Lab()
-    reused = lab.is_up()
-    if reused:  # a running lab (make lab, or tests/lab in this session): a fresh tree for its host
-        lab.reset_host(lab.state.hosts[0].name)  # type: ignore[union-attr]
+    needed = hosts_needed(request.session)
+    reused = lab.is_up() and len(lab.state.hosts) >= needed  # type: ignore[union-attr]
+    if reused:  # a running lab (make lab, or tests/lab in this session): fresh trees for its hosts
+        for h in lab.state.hosts[:needed]:  # type: ignore[union-attr]
+            lab.reset_host(h.name)
     else:
-        lab.up(1)
+        lab.up(needed)
     yield lab
     if not reused and os.environ.get("LAB_KEEP") != "1":
         lab.down()
@@ -106,6 +113,13 @@ class Deployer:
     state: Path
     config: dict[str, Any] = field(default_factory=dict)
     last: ProgramRun | None = None
+
+    def base_hosts(self, n: int) -> dict[str, Any]:
+        """The local stack over the first n lab hosts (existing-host mode, several hosts)."""
+        cfg = self.base()
+        cfg.pop("host")
+        cfg["hosts"] = [{"address": h.address, "user": "root", "port": 22} for h in self.lab.state.hosts[:n]]  # type: ignore[union-attr]
+        return cfg
 
     def base(self) -> dict[str, Any]:
         h = self.lab.state.hosts[0]  # type: ignore[union-attr]

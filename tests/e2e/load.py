@@ -24,8 +24,10 @@ class SteadyLoad:
     """GET `path` on `address` at `rate` requests/s until stopped, or at most
     `max_seconds` (and rate * max_seconds requests), whichever comes first."""
 
-    def __init__(self, address: str, path: str, rate: float = 20, max_seconds: float = 90, host: str | None = None) -> None:
-        self.address, self.path, self.rate, self.max_seconds = address, path, rate, max_seconds
+    def __init__(
+        self, address: str, path: str, rate: float = 20, max_seconds: float = 90, host: str | None = None, port: int = 80
+    ) -> None:
+        self.address, self.path, self.rate, self.max_seconds, self.port = address, path, rate, max_seconds, port
         self.host = host
         self.result = LoadResult()
         self._stop = threading.Event()
@@ -33,7 +35,7 @@ class SteadyLoad:
         self._lock = threading.Lock()
 
     def _one(self) -> None:
-        conn = http.client.HTTPConnection(self.address, 80, timeout=10)
+        conn = http.client.HTTPConnection(self.address, self.port, timeout=10)
         try:
             headers = {"Host": self.host} if self.host else {}
             conn.request("GET", self.path, headers=headers)
