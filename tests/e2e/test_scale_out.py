@@ -87,7 +87,7 @@ pid {prefix}/nginx.pid;
 error_log {prefix}/logs/error.log;
 events {{ worker_connections 1024; }}
 http {{
-    log_format lb '$status $upstream_addr $upstream_status';
+    log_format lb '$status $upstream_addr $upstream_status $msec $request_time';
     access_log {prefix}/logs/access.log lb;
     upstream fleet {{
 {servers}
@@ -128,10 +128,13 @@ http {{
                 self.proc.kill()
                 self.proc.wait(timeout=10)
 
+    def lines(self) -> list[str]:
+        """Its access log: status, upstream address, upstream status, time, request time."""
+        return (self.prefix / "logs/access.log").read_text().splitlines()
+
     def log(self) -> list[tuple[str, str]]:
         """(status, upstream address) of every request it proxied."""
-        lines = (self.prefix / "logs/access.log").read_text().splitlines()
-        return [(p[0], p[1]) for p in (line.split() for line in lines) if len(p) >= 2]
+        return [(p[0], p[1]) for p in (line.split() for line in self.lines()) if len(p) >= 2]
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +213,11 @@ def test_rolling_update_under_load_loses_no_request(
     # only the app changed: its probe and deploy on each host, nothing else
     assert sorted(result.ran) == sorted(f"update {APP}{s}-{c}" for s in ("", "@2") for c in ("probe", "deploy"))
     assert load.result.total > 100
-    assert load.result.failed == 0, dict(load.result.statuses)
+    failed = [line for line in lb.lines() if not line.startswith("200 ")]
+    deploys = [(s.name, round(s.started, 1), round(s.started + s.seconds, 1)) for s in result.steps]
+    host_errors = [h.run("tail -n 15 /var/log/nginx/error.log").stdout for h in hosts]
+    assert load.result.failed == 0, (dict(load.result.statuses), failed[:20], deploys,
+                                     (lb.prefix / "logs/error.log").read_text()[-3000:], host_errors)
     # every request went through the load balancer to one of the two hosts, both used
     log = lb.log()
     upstreams = Counter(addr for _, addr in log)
@@ -243,6 +250,7 @@ def test_removing_a_host_touches_no_other(deployer: Deployer, config: dict[str, 
     result = deployer.up(one)
     assert result.ops("update") == [] and result.ops("create") == []
     deleted = result.ops("delete")
+    print("\n".join(f"--- {s.op} {s.name}\n{s.stderr}" for s in result.steps))
     assert set(deleted) == {"rotation@2-join", f"{APP}@2-deploy", f"{APP}@2-probe", "site@2-nginx", "provision@2-server"}
     # out of service first, then the app, then the site
     assert deleted.index("rotation@2-join") < deleted.index(f"{APP}@2-deploy") < deleted.index("site@2-nginx")
