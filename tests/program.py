@@ -237,6 +237,9 @@ def run_program(
     mocks = _Mocks()
     monitor = _Monitor(mocks, run, on_register)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
+    root = pulumi.runtime.settings.get_root_resource()
+    if root is not None and isinstance(getattr(root, "outputs", None), dict):
+        root.outputs.clear()  # the root outlives a run: a key the last run exported must not linger
     pulumi.runtime.settings.SETTINGS.engine.logger = _Logger(run)  # type: ignore[attr-defined]
     flat = {f"{PROJECT}:{k}": _to_pulumi(v) for k, v in config.items()}
     pulumi.runtime.set_all_config(flat, [f"{PROJECT}:{k}" for k in secret_keys if k in config])
