@@ -255,7 +255,10 @@ def test_removing_a_host_touches_no_other(deployer: Deployer, config: dict[str, 
     # out of service first, then the app, then the site
     assert deleted.index("rotation@2-join") < deleted.index(f"{APP}@2-deploy") < deleted.index("site@2-nginx")
     assert ver(addresses[0]) == "v2"
-    assert hosts[1].check_output(f"systemctl list-units --all --plain --no-legend 'plumber-{APP}@*' | wc -l") == "0"
+    gone = hosts[1].run(f"systemctl list-units --state=active --plain --no-legend 'plumber-{APP}@*'; "
+                        f"ls /etc/systemd/system/plumber-{APP}@.service /srv/plumber/{APP} 2>/dev/null")
+    assert gone.stdout.strip() == "", gone.stdout
+    assert status(f"http://{addresses[1]}/healthz") != 200  # out of service: no load balancer would pick it
     # and back: only the second host's resources are created
     result = deployer.up(config)
     assert result.ops("update") == [] and all("@2" in n for n in result.ops("create"))
