@@ -18,7 +18,7 @@ import pytest
 import testinfra
 
 from tests.e2e.cranrepo import RepoServer, build
-from tests.engine import Engine, UpResult
+from tests.engine import CommandFailedError, Engine, UpResult
 from tests.lab.lab import Lab
 from tests.program import ProgramRun, stack_config
 
@@ -117,7 +117,11 @@ class Deployer:
 
     def up(self, config: dict[str, Any]) -> UpResult:
         self.config = copy.deepcopy(config)
-        self.last, result = Engine(self.state).deploy(config, stack="local")
+        try:
+            self.last, result = Engine(self.state).deploy(config, stack="local")
+        except CommandFailedError as e:
+            self.last = e.program  # the failed run: what it declared up to the failure
+            raise
         for cmd in self.last.commands:
             ops = DECLARED.setdefault(cmd.name, set())
             ops.update({"create", "update"})
