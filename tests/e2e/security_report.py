@@ -57,6 +57,8 @@ def main() -> int:
     print(f"  findings by severity: {tls.get('severities', 'not measured')}")
     print(f"  HIGH or CRITICAL: {tls.get('high_or_critical', 'not measured')}")
     print(f"  chain of trust: {tls.get('cert_trust', 'not measured')}")
+    for note in tls.get("medium_low_warn", []):
+        print(f"  {note}")
     if junit.exists():
         passed, total = catalogue_counts(junit)
         print(f"\nbad-input catalogue: {passed}/{total} cases pass")

@@ -288,7 +288,8 @@ HTTP_CASES: list[tuple[str, Callable[[str], int], int]] = [
                                             "--data-binary", f"@{_big_file(2)}"), 413),
     ("uri-too-long", lambda a: raw_status(a, _req("GET /hello/" + "a" * 9000 + " HTTP/1.1")), 414),
     ("header-too-large", lambda a: raw_status(a, _req("GET /hello/health HTTP/1.1", "X-Big: " + "b" * 20000)), 400),
-    ("header-line-without-colon", lambda a: raw_status(a, _req("GET /hello/health HTTP/1.1", "NoColonHere")), 400),
+    # nginx drops a header line it cannot parse (and logs it) rather than pass it to R
+    ("header-line-without-colon-dropped", lambda a: raw_status(a, _req("GET /hello/health HTTP/1.1", "NoColonHere")), 200),
     ("header-with-nul", lambda a: raw_status(a, _req("GET /hello/health HTTP/1.1", "X-A: a\x00b")), 400),
     ("http11-without-host", lambda a: raw_status(a, b"GET /hello/health HTTP/1.1\r\nConnection: close\r\n\r\n"), 400),
     ("two-host-headers", lambda a: raw_status(a, _req("GET /hello/health HTTP/1.1", "Host: other")), 400),
@@ -363,6 +364,7 @@ def test_http_catalogue(
 
 def test_valid_key_is_let_through(ctx: Ctx) -> None:
     """The control for the api-key cases: both header forms pass, and the key is nowhere on the host."""
+    time.sleep(3)  # a full bucket after the rate-limit case
     assert code(f"http://{ctx.address}/guarded/health", "-H", f"Authorization: Key {KEY}") == 200
     assert code(f"http://{ctx.address}/guarded/health", "-H", f"X-Api-Key: {KEY}") == 200
     found = ctx.host.run(f"grep -rIl -- {KEY} /etc /srv /var/log /var/lib/plumber-hosting /run 2>/dev/null")

@@ -155,7 +155,8 @@ def test_testssl_finds_nothing_high_or_critical(secured: dict[str, Any], address
     bad = [f"{f['id']}: {f['finding']}" for f in findings if f["severity"] in ("HIGH", "CRITICAL")]
     protocols = sorted(f["id"] for f in findings if f["id"].startswith(("SSLv", "TLS")) and f["id"][3:4] in "v1"
                        and "offered" in f["finding"] and "not offered" not in f["finding"])
-    summary = {"severities": by_severity, "protocols_offered": protocols,
+    notes = [f"{f['severity']} {f['id']}: {f['finding']}" for f in findings if f["severity"] in ("MEDIUM", "LOW", "WARN")]
+    summary = {"severities": by_severity, "protocols_offered": protocols, "medium_low_warn": notes,
                "high_or_critical": bad, "cert_trust": next((f["finding"] for f in findings if f["id"] == "cert_trust"), "")}
     record("testssl", summary)
     print("testssl:", json.dumps(summary))
