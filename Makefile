@@ -5,9 +5,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 PYTEST := $(PYTHON) -m pytest
 APT_PACKAGES := $(shell cat tests/lab/apt-packages.txt 2>/dev/null) \
-	nginx shellcheck r-base-core r-cran-plumber r-cran-digest curl openssl wrk make
+	nginx libnginx-mod-http-js shellcheck r-base-core r-cran-plumber r-cran-digest curl openssl wrk make \
+	nmap testssl.sh
 
-.PHONY: bench-release test deps lint test-unit test-static test-e2e lab lab-down lab-status clean
+.PHONY: security-report bench-release test deps lint test-unit test-static test-e2e lab lab-down lab-status clean
 
 ## test: every tier (lint, unit, static, end-to-end): what the README and .ci/run run
 test: deps lint test-unit test-static test-e2e
@@ -53,3 +54,7 @@ clean: lab-down
 ## bench-release: failed requests and p99 during a redeploy, ours vs in-place restart
 bench-release: deps
 	$(PYTHON) -m bench.release
+
+## security-report: exposure per unit, open ports, testssl.sh, bad-input catalogue, on a fresh lab host
+security-report: deps
+	$(PYTHON) -m tests.e2e.security_report

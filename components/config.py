@@ -35,6 +35,7 @@ PORT_BASE = 10000
 PORT_SLOT_WIDTH = 40
 PORT_SLOTS = 550
 MAX_WORKERS = 32
+EPHEMERAL_PORTS = 32768  # outgoing connections take ports from here up
 MAX_REPLICAS = 20
 
 # Keys that only make sense when the program creates the droplet.
@@ -647,8 +648,12 @@ def _semantic_problems(spec: StackSpec, base_dir: Path, raw_keys: set[str]) -> l
         clash = set(app.env) & set(app.secret_env)
         if clash:
             out.append((f"{key}.secret_env", f"{', '.join(sorted(clash))} also set in env"))
-        if app.ports[-1] > 65535:
-            out.append((f"{key}.port", "port + workers runs past 65535"))
+        if app.ports[-1] >= EPHEMERAL_PORTS:
+            out.append((
+                f"{key}.port",
+                f"ports {app.ports[0]}-{app.ports[-1]} (port + workers + a spare) reach Linux's ephemeral range; "
+                f"expected the last one below {EPHEMERAL_PORTS}",
+            ))
 
     # Port ranges never overlap, so no app's change moves another.
     for i, a in enumerate(spec.apps):

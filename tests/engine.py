@@ -50,6 +50,7 @@ UNSUPPORTED = ("command:remote:", "command:local:")
 class CommandFailedError(RuntimeError):
     def __init__(self, urn: str, op: str, proc: subprocess.CompletedProcess[str]) -> None:
         self.urn, self.op, self.proc = urn, op, proc
+        self.program: ProgramRun | None = None  # what was registered up to the failure (Engine.deploy)
         super().__init__(f"{op} of {urn.split('::')[-1]} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
 
 
@@ -150,6 +151,7 @@ class Engine:
             program = run_program(config, stack=stack, on_register=session.step)
         except Exception:
             if session.failure is not None:  # the program stopped because a command failed
+                session.failure.program = ProgramRun(stack=stack, resources=list(session.declared))
                 raise session.failure from None
             raise
         return program, session.finish(program)
@@ -175,12 +177,15 @@ class _Session:
         self.replaced: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.failure: CommandFailedError | None = None
+        self.declared: list[Declared] = []  # what the program registered, as it went
 
     def step(self, res: Declared) -> dict[str, str]:
         """Create, update, replace or keep one resource; returns its outputs."""
         if res.type.startswith(UNSUPPORTED) and res.type not in REMOTE_TYPES:
             raise NotImplementedError(f"the test engine cannot carry out {res.type} ({res.name})")
         engine, result = self.engine, self.result
+        with self.lock:
+            self.declared.append(res)
         entry = {"urn": res.urn, "type": res.type, "name": res.name, "inputs": res.inputs,
                  "dependencies": res.dependencies, "outputs": {}}
         prev = self.old.get(res.urn)

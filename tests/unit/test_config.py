@@ -105,6 +105,18 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("host without address", with_(H(), "host", {"user": "root"}), "host.address", "required key is missing"),
     ("host bad port", with_(H(), "host.port", 70000), "host.port", "less than or equal to 65535"),
     ("apps not a list", with_(H(), "apps", {"name": "x"}), "apps", "valid list"),
+    ("port in ephemeral range", with_(H(), "apps[0].port", 40000), "apps[0].port", "ephemeral range"),
+    ("api key too short", with_(H(), "apps[0].auth", {"api_keys": ["short"]}), "apps[0].auth.api_keys", "key [0]"),
+    ("api key with space", with_(H(), "apps[0].auth", {"api_keys": ["a key with spaces in it"]}),
+     "apps[0].auth.api_keys", "without spaces"),
+    ("api keys twice", with_(H(), "apps[0].auth", {"api_keys": ["k" * 20, "k" * 20]}), "apps[0].auth.api_keys", "twice"),
+    ("auth without keys", with_(H(), "apps[0].auth", {}), "apps[0].auth.api_keys", "required key is missing"),
+    ("unknown auth key", with_(H(), "apps[0].auth", {"api_keys": ["k" * 20], "users": []}), "apps[0].auth.users",
+     "expected one of: api_keys"),
+    ("bad rate", with_(H(), "apps[0].rate_limit", "10/s"), "apps[0].rate_limit.rate", "10r/s or 600r/m"),
+    ("negative burst", with_(H(), "apps[0].rate_limit", {"rate": "5r/s", "burst": -1}), "apps[0].rate_limit.burst",
+     "greater than or equal to 0"),
+    ("bad allow_cidrs", with_(H(), "apps[0].allow_cidrs", ["10.1.2.3/8"]), "apps[0].allow_cidrs", "not a CIDR"),
 ]
 
 

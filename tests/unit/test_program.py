@@ -233,6 +233,24 @@ def test_secrets_stay_secret() -> None:
     assert secret not in repr(run.outputs)
 
 
+def test_api_keys_never_leave_the_program() -> None:
+    """Only SHA-256 digests of API keys reach the server: not even a secret input holds a key."""
+    import hashlib
+
+    key = "ak-7c1e0f9d8b6a5c4e3f2a1b0c"
+    cfg = copy.deepcopy(stack_config("dev"))
+    cfg["apps"][0]["auth"] = {"api_keys": [key]}
+    cfg["apps"][0]["rate_limit"] = "10r/s"
+    run = run_program(cfg, stack="dev", secret_keys=("apps",))
+    for r in run.resources:
+        assert key not in repr(r.inputs), r.name
+    assert key not in repr(run.outputs)
+    create = run.named("hello-deploy").inputs["create"]
+    assert hashlib.sha256(key.encode()).hexdigest() in create
+    assert "limit_req zone=plumber_hello burst=10 nodelay;" in create
+    assert "limit_req" not in run.named("hashing-deploy").inputs["create"]
+
+
 def test_droplet_inputs_never_depend_on_apps() -> None:
     base = stack_config("dev")
     other = copy.deepcopy(base)
