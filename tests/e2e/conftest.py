@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -44,7 +45,8 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 
 
 def _kind(command: str) -> str:
-    """`hello-deploy` -> `<app>-deploy`: the command's script, not the app."""
+    """`hello-deploy` -> `<app>-deploy`: the command's script, not the app (nor the replica)."""
+    command = re.sub(r"@\d+", "", command)
     for suffix in ("-deploy", "-probe"):
         if command.endswith(suffix):
             return "<app>" + suffix
