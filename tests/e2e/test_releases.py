@@ -178,5 +178,5 @@ def test_noop_up_runs_nothing(deployer: Deployer, config: dict[str, Any]) -> Non
 def test_destroy_removes_the_release_apps(deployer: Deployer, host: Any) -> None:
     result = deployer.destroy()
     assert {"duo-deploy", "solo-deploy", "sticky-deploy", "hello-deploy", "site-nginx"} <= set(result.ops("delete"))
-    assert host.check_output("systemctl list-units --all --plain --no-legend 'plumber-*' | wc -l") == "0"
+    assert host.check_output("systemctl list-units --all --plain --no-legend 'plumber-*@*' | wc -l") == "0"
     assert host.check_output("ls /srv/plumber | wc -l") == "0"

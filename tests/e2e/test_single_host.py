@@ -48,7 +48,7 @@ def test_fresh_host_serves_every_app(deployer: Deployer, config: dict[str, Any],
     result = deployer.up(config)
     assert sorted(result.ops("create")) == sorted(
         ["provision-server", "site-nginx", "hello-probe", "hello-deploy", "hashing-probe", "hashing-deploy",
-         "greeter-probe", "greeter-deploy"]
+         "greeter-probe", "greeter-deploy", "rotation-join"]
     )
     base = f"http://{address}"
     # each app answers through nginx with its prefix stripped
@@ -282,9 +282,9 @@ def test_destroy_removes_everything_it_deployed(deployer: Deployer, address: str
     result = deployer.destroy()
     assert sorted(result.ops("delete")) == [
         "extra-deploy", "extra-probe", "greeter-deploy", "greeter-probe", "hello-deploy", "hello-probe",
-        "provision-server", "site-nginx",
+        "provision-server", "rotation-join", "site-nginx",
     ]
-    assert host.check_output("systemctl list-units --all --plain --no-legend 'plumber-*' | wc -l") == "0"
+    assert host.check_output("systemctl list-units --all --plain --no-legend 'plumber-*@*' | wc -l") == "0"
     assert not host.file("/etc/nginx/sites-enabled/plumber-hosting").exists
     assert host.service("nginx").is_running
     assert status(f"http://{address}/hello/health") != 200
