@@ -21,6 +21,11 @@ from bench import report, scale, serving
 HERE = Path(__file__).resolve().parent
 
 
+def load() -> str:
+    """The 1, 5 and 15 minute load averages (two cores: 2.0 is a fully busy machine)."""
+    return ", ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--no-lab", action="store_true", help="program scale only (no lab host)")
@@ -29,12 +34,15 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="bench-"))
+    context = []
     try:
         print("program scale (under mocks, no host)", flush=True)
+        context.append(f"Load average of the machine when the program-scale part started: {load()}.")
         sizes, counts = scale.run(work / "scale", log=lambda s: print(s, flush=True))
         results = None
         if not args.no_lab:
             print("serving (lab host)", flush=True)
+            context.append(f"Load average when the serving part started: {load()}.")
             results = serving.run(log=lambda s: print(s, flush=True))
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -44,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         command=os.environ.get("BENCH_COMMAND", "make bench" if not args.no_lab else "python -m bench --no-lab"),
         date=time.strftime("%Y-%m-%d"),
         repeats=scale.REPEATS,
+        context=[" ".join(context), ""],
     )
     args.out.write_text(text)
     png = args.out.with_suffix(".png")

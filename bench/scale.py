@@ -2,11 +2,13 @@
 apps, and the remote commands a change would run.
 
 * Evaluation time: each size in a fresh Python process (as `pulumi up` starts
-  one), REPEATS times, median; both the program's evaluation (run_program) and
-  the whole process (interpreter, imports, evaluation).
-* Commands: the test engine's create/update/delete decisions (tests/engine.py)
-  over the 100-app stack, with the SSH step replaced by a counter: first `up`,
-  a no-op `up`, and one app's code, workers, addition and removal.
+  one), REPEATS times, median; the program's evaluation (run_program) in wall
+  and CPU time (the machine is shared: CPU time is what an idle machine's wall
+  time would be), and the whole process (interpreter, imports, evaluation).
+* Commands: the test engine's create/update/delete decisions (tests/engine.py,
+  `Engine.deploy`) over the 100-app stack, with the SSH step replaced by a
+  counter: first `up`, a no-op `up`, and one app's code, workers, addition and
+  removal.
 
 Configs are the dev stack (droplet mode) with generated apps, each with its own
 source directory (a copy of bench/app), its own path and an explicit port.
@@ -36,7 +38,8 @@ class ScaleResult:
     apps: int
     resources: int
     commands: int
-    seconds: float  # median evaluation time
+    seconds: float  # median evaluation wall time
+    cpu_seconds: float  # median evaluation CPU time (the wall time on an idle machine)
     process_seconds: float  # median wall time of the whole process
 
 
@@ -77,17 +80,17 @@ def _evaluate(config_file: str) -> None:
     t0 = time.perf_counter()
     from tests.program import run_program
 
-    imported = time.perf_counter()
+    imported, cpu0 = time.perf_counter(), time.process_time()
     run = run_program(json.loads(Path(config_file).read_text()), stack="dev")
-    done = time.perf_counter()
-    print(json.dumps({"import": imported - t0, "seconds": done - imported,
+    done, cpu1 = time.perf_counter(), time.process_time()
+    print(json.dumps({"import": imported - t0, "seconds": done - imported, "cpu_seconds": cpu1 - cpu0,
                       "resources": len(run.resources), "commands": len(run.commands)}))
 
 
 def time_program(n: int, work: Path, key: Path) -> ScaleResult:
     config = work / f"config-{n}.json"
     config.write_text(json.dumps(app_config(n, work, key)))
-    evals, walls, last = [], [], {}
+    evals, cpus, walls, last = [], [], [], {}
     for _ in range(REPEATS):
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "bench.scale", "--evaluate", str(config)], cwd=ROOT,
@@ -95,13 +98,15 @@ def time_program(n: int, work: Path, key: Path) -> ScaleResult:
         walls.append(time.perf_counter() - t0)
         last = json.loads(proc.stdout.strip().splitlines()[-1])
         evals.append(last["seconds"])
-    return ScaleResult(n, last["resources"], last["commands"], statistics.median(evals), statistics.median(walls))
+        cpus.append(last["cpu_seconds"])
+    return ScaleResult(n, last["resources"], last["commands"], statistics.median(evals), statistics.median(cpus),
+                       statistics.median(walls))
 
 
 def command_counts(work: Path, key: Path) -> list[CountResult]:
     """What the test engine would run for each change of the 100-app stack (no host needed)."""
     from tests.engine import Engine, Step, UpResult
-    from tests.program import Declared, run_program
+    from tests.program import Declared
 
     class CountingEngine(Engine):
         """tests/engine.py's decisions; each command is recorded instead of run over SSH, and the state is
@@ -112,10 +117,10 @@ def command_counts(work: Path, key: Path) -> list[CountResult]:
             self.state: list[dict[str, Any]] = []
 
         def load(self) -> list[dict[str, Any]]:
-            return copy.deepcopy(self.state)
+            return list(self.state)  # the engine replaces entries, never changes one
 
         def save(self, resources: list[dict[str, Any]]) -> None:
-            self.state = copy.deepcopy(resources)
+            self.state = list(resources)
 
         def _run(self, res: dict[str, Any] | Declared, op: str, text: str | None, result: UpResult) -> dict[str, str]:
             result.steps.append(Step(res.name if isinstance(res, Declared) else res["name"], op, 0.0))
@@ -126,7 +131,7 @@ def command_counts(work: Path, key: Path) -> list[CountResult]:
     out: list[CountResult] = []
 
     def up(change: str, cfg: dict[str, Any]) -> None:
-        out.append(CountResult(change, engine.up(run_program(cfg, stack="dev")).ran))
+        out.append(CountResult(change, engine.deploy(cfg, stack="dev")[1].ran))
 
     up(f"first up ({COUNT_APPS} apps)", base)
     up("no-op up (nothing changed)", base)
@@ -149,8 +154,8 @@ def run(work: Path, log: Any = print) -> tuple[list[ScaleResult], list[CountResu
     sizes = []
     for n in SIZES:
         r = time_program(n, work, key)
-        log(f"  {n:4d} apps: {r.resources} resources, {r.commands} commands, evaluation {r.seconds:.2f}s, "
-            f"process {r.process_seconds:.2f}s (median of {REPEATS})")
+        log(f"  {n:4d} apps: {r.resources} resources, {r.commands} commands, evaluation {r.seconds:.2f}s "
+            f"(CPU {r.cpu_seconds:.2f}s), process {r.process_seconds:.2f}s (median of {REPEATS})")
         sizes.append(r)
     counts = command_counts(work, key)
     for c in counts:
