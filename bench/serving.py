@@ -82,18 +82,25 @@ install -d -m 0755 /var/plumber/{PD_PATH}
 cat >/var/plumber/{PD_PATH}/plumber.R
 cat >/etc/systemd/system/plumber-{PD_PATH}.service <<'PD_EOF'
 {PD_UNIT}PD_EOF
-cat >/etc/nginx/sites-enabled/bench-plumberdeploy <<'PD_EOF'
-{PD_SITE}PD_EOF
 systemctl daemon-reload
 systemctl restart plumber-{PD_PATH}
-nginx -t -q
-systemctl reload nginx
+# nginx only once the process serves: `localhost` is [::1] and 127.0.0.1 to nginx, plumber listens on the
+# latter, and a request refused by both marks them failed (no live upstreams, 502) for 10 s.
+up=0
 for _ in $(seq 1 120); do
-  if curl -fsS -o /dev/null --max-time 2 http://127.0.0.1:{PD_NGINX_PORT}/{PD_PATH}/health; then exit 0; fi
+  if curl -fsS -o /dev/null --max-time 2 http://127.0.0.1:{PD_PORT}/health; then up=1; break; fi
   sleep 0.5
 done
-journalctl -u plumber-{PD_PATH} --no-pager -o cat -n 30 >&2
-exit 1
+if [ "$up" = 0 ]; then
+  journalctl -u plumber-{PD_PATH} --no-pager -o cat -n 30 >&2
+  exit 1
+fi
+cat >/etc/nginx/sites-enabled/bench-plumberdeploy <<'PD_EOF'
+{PD_SITE}PD_EOF
+nginx -t -q
+systemctl reload nginx
+sleep 1
+curl -fsS -o /dev/null --max-time 5 http://127.0.0.1:{PD_NGINX_PORT}/{PD_PATH}/health
 """
 PD_DOWN = f"""set -euo pipefail
 systemctl disable --now --quiet plumber-{PD_PATH} 2>/dev/null || true
