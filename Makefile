@@ -53,7 +53,7 @@ clean: lab-down
 
 ## bench: requests/s per worker count, proxy overhead, plumberDeploy baseline, program scale; writes
 ## bench/results.md and bench/results.png. Uses the lab (starts it if down and stops it again; leaves a
-## running lab up): run it inside the lab lock, e.g. `flock /run/ph-lab.lock make bench` (~5 min).
+## running lab up); about 6 minutes. Run nothing else on the machine meanwhile.
 bench: deps
 	@$(PYTHON) -m pip install -q -r bench/requirements.txt
 	$(PYTHON) -m bench
