@@ -8,7 +8,7 @@ APT_PACKAGES := $(shell cat tests/lab/apt-packages.txt 2>/dev/null) \
 	nginx libnginx-mod-http-js shellcheck r-base-core r-cran-plumber r-cran-digest curl openssl wrk make \
 	nmap testssl.sh
 
-.PHONY: security-report bench-release test deps lint test-unit test-static test-e2e lab lab-down lab-status clean
+.PHONY: bench security-report bench-release test deps lint test-unit test-static test-e2e lab lab-down lab-status clean
 
 ## test: every tier (lint, unit, static, end-to-end): what the README and .ci/run run
 test: deps lint test-unit test-static test-e2e
@@ -50,6 +50,13 @@ lab-status:
 
 clean: lab-down
 	rm -rf .lab/machines .pytest_cache
+
+## bench: requests/s per worker count, proxy overhead, plumberDeploy baseline, program scale; writes
+## bench/results.md and bench/results.png. Uses the lab (starts it if down and stops it again; leaves a
+## running lab up); about 6 minutes. Run nothing else on the machine meanwhile.
+bench: deps
+	@$(PYTHON) -m pip install -q -r bench/requirements.txt
+	$(PYTHON) -m bench
 
 ## bench-release: failed requests and p99 during a redeploy, ours vs in-place restart
 bench-release: deps

@@ -29,6 +29,8 @@ def _ms(text: str) -> float:
 
 
 def parse(out: str) -> WrkResult:
+    if not re.search(r"\d+ requests in", out) or "Latency Distribution" not in out:
+        raise RuntimeError(f"wrk gave no summary:\n{out[-2000:]}")
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
@@ -45,9 +47,17 @@ def parse(out: str) -> WrkResult:
     )
 
 
-def start(url: str, seconds: int, connections: int = 8, threads: int = 2, extra: tuple[str, ...] = ()) -> subprocess.Popen[str]:
+def start(
+    url: str,
+    seconds: int,
+    connections: int = 8,
+    threads: int = 2,
+    extra: tuple[str, ...] = (),
+    prefix: tuple[str, ...] = (),
+) -> subprocess.Popen[str]:
+    """wrk in the background; `prefix` runs it elsewhere, e.g. ("ip", "netns", "exec", NS)."""
     return subprocess.Popen(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "--latency", *extra, url],
+        [*prefix, "wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "--latency", *extra, url],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
 
@@ -57,5 +67,7 @@ def finish(proc: subprocess.Popen[str], seconds: int) -> WrkResult:
     return parse(out)
 
 
-def run(url: str, seconds: int, connections: int = 8, threads: int = 2) -> WrkResult:
-    return finish(start(url, seconds, connections, threads), seconds)
+def run(
+    url: str, seconds: int, connections: int = 8, threads: int = 2, prefix: tuple[str, ...] = ()
+) -> WrkResult:
+    return finish(start(url, seconds, connections, threads, prefix=prefix), seconds)

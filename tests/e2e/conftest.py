@@ -60,6 +60,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     tr.section("end-to-end scenarios (wall time)")
     for nodeid, seconds, outcome in TIMES:
         tr.write_line(f"{seconds:7.1f}s  {outcome:6}  {nodeid.split('::')[-1]}")
+    tr.section("figures the scenarios printed")
+    for rep in tr.stats.get("passed", []):
+        for line in (getattr(rep, "capstdout", "") or "").splitlines():
+            if line.strip():
+                tr.write_line(f"{rep.nodeid.split('::')[-1]}: {line}")
     # by the script they run: every app's deploy is the same template
     wanted = {(_kind(name), op) for name, ops in DECLARED.items() for op in ops}
     missing = sorted(wanted - {(_kind(name), op) for name, op in RAN})

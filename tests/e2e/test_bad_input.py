@@ -208,7 +208,9 @@ def test_app_catalogue(
     # the failed app left nothing behind: no route, no worker, no release
     assert code(f"http://{ctx.address}/bad/health") == 404
     assert ctx.host.check_output("systemctl list-units --plain --no-legend --state=active 'plumber-bad@*' | wc -l") == "0"
-    assert ctx.host.check_output("ls /srv/plumber/bad/releases 2>/dev/null | wc -l") == "0"
+    assert not ctx.host.file("/srv/plumber/bad").exists
+    assert not ctx.host.file("/etc/plumber-hosting/apps/bad").exists
+    assert not ctx.host.file("/etc/plumber-hosting/env/bad.env").exists
     assert not ctx.host.file("/etc/plumber-pwned").exists
     assert_still_serving(ctx, baseline_pids)
 
