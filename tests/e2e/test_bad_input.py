@@ -280,7 +280,6 @@ def _req(line: str, *headers: str, host: str = "lab") -> bytes:
     return f"{line}\r\nHost: {host}\r\n{hdrs}Connection: close\r\n\r\n".encode()
 
 
-BIG = 11 * 1024 * 1024  # over the default max_body of 10M
 
 HTTP_CASES: list[tuple[str, Callable[[str], int], int]] = [
     ("body-over-max-body", lambda a: code(f"http://{a}/hello/echo", "--data-binary", f"@{_big_file()}"), 413),
@@ -326,7 +325,7 @@ def _big_file(mb: int = 11) -> Path:
     if mb not in _BIG:
         path = Path(os.environ.get("TMPDIR", "/tmp")) / f"ph-catalogue-{mb}m.bin"
         with path.open("wb") as f:
-            f.truncate(mb * 1024 * 1024 if mb != 11 else BIG)
+            f.truncate(mb * 1024 * 1024)  # 11 MB: over the default max_body of 10M
         _BIG[mb] = path
     return _BIG[mb]
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from tests.conftest import TEST_KEY, local_overrides
 from tests.program import ProgramRun, run_program, run_stack, stack_config
+from tests.unit.graphs import NEW_FOR_EVERY_STACK, SINGLE_SERVER
 
 DO = "digitalocean:index/"
 CMD = "command:remote:Command"
@@ -18,28 +19,7 @@ def names(run: ProgramRun, typ: str) -> list[str]:
 
 def test_dev_stack_graph() -> None:
     run = run_stack("dev")
-    assert run.summary() and set(run.summary()) == {
-        ("plumber-hosting:index:Server", "server"),
-        (f"{DO}sshKey:SshKey", "server-key"),
-        (f"{DO}droplet:Droplet", "server-droplet"),
-        (f"{DO}reservedIp:ReservedIp", "server-ip"),
-        (f"{DO}reservedIpAssignment:ReservedIpAssignment", "server-ip-assignment"),
-        (f"{DO}firewall:Firewall", "server-firewall"),
-        ("plumber-hosting:index:Provision", "provision"),
-        (CMD, "provision-server"),
-        ("plumber-hosting:index:Site", "site"),
-        (CMD, "site-nginx"),
-        ("plumber-hosting:index:PlumberApp", "hello"),
-        (CMD, "hello-probe"),
-        (CMD, "hello-deploy"),
-        ("plumber-hosting:index:PlumberApp", "hashing"),
-        (CMD, "hashing-probe"),
-        (CMD, "hashing-deploy"),
-        ("plumber-hosting:index:Rotation", "rotation"),
-        (CMD, "rotation-join"),
-        ("plumber-hosting:index:Project", "project"),
-        (f"{DO}project:Project", "project-group"),
-    }
+    assert run.summary() and set(run.summary()) == SINGLE_SERVER | NEW_FOR_EVERY_STACK
     droplet = run.named("server-droplet").inputs
     assert droplet["image"] == "debian-12-x64" and droplet["size"] == "s-1vcpu-2gb" and droplet["region"] == "nyc3"
     # every address the user sees is the reserved IP

@@ -17,41 +17,13 @@ from components.config import ConfigError
 from tests.conftest import TEST_KEY
 from tests.program import ProgramRun, run_program, stack_config
 from tests.static.rendered import script_of
+from tests.unit.graphs import DNS, NEW_FOR_EVERY_STACK, SINGLE_SERVER
 from tests.unit.test_config import D, with_
 
 DO = "digitalocean:index/"
 CMD = "command:remote:Command"
 LB_IP = "192.0.2.80"  # the mocks' load balancer address
 
-# What a one-server droplet stack declared before scale-out existed (plus the
-# rotation and the project, which are new for every stack): the same names, so
-# the same URNs, and so no replacement when an existing stack upgrades.
-SINGLE_SERVER = {
-    ("plumber-hosting:index:Server", "server"),
-    (f"{DO}sshKey:SshKey", "server-key"),
-    (f"{DO}droplet:Droplet", "server-droplet"),
-    (f"{DO}reservedIp:ReservedIp", "server-ip"),
-    (f"{DO}reservedIpAssignment:ReservedIpAssignment", "server-ip-assignment"),
-    (f"{DO}firewall:Firewall", "server-firewall"),
-    ("plumber-hosting:index:Provision", "provision"),
-    (CMD, "provision-server"),
-    ("plumber-hosting:index:Site", "site"),
-    (CMD, "site-nginx"),
-    ("plumber-hosting:index:PlumberApp", "hello"),
-    (CMD, "hello-probe"),
-    (CMD, "hello-deploy"),
-    ("plumber-hosting:index:PlumberApp", "hashing"),
-    (CMD, "hashing-probe"),
-    (CMD, "hashing-deploy"),
-    ("plumber-hosting:index:Dns", "dns"),
-    (f"{DO}dnsRecord:DnsRecord", "dns-a"),
-}
-NEW_FOR_EVERY_STACK = {
-    ("plumber-hosting:index:Rotation", "rotation"),
-    (CMD, "rotation-join"),
-    ("plumber-hosting:index:Project", "project"),
-    (f"{DO}project:Project", "project-group"),
-}
 MONITORING_N1 = {  # alerts configured: 2 apps x (check, down, latency, ssl) + 3 droplet alerts
     ("plumber-hosting:index:Monitoring", "monitoring"),
     *{(f"{DO}uptimeCheck:UptimeCheck", f"monitoring-{a}") for a in ("hello", "hashing")},
@@ -89,7 +61,7 @@ def replica(base: str, i: int) -> str:
 
 def test_one_replica_keeps_the_single_server_names() -> None:
     r = run(1)
-    assert set(r.summary()) == SINGLE_SERVER | NEW_FOR_EVERY_STACK | MONITORING_N1
+    assert set(r.summary()) == SINGLE_SERVER | DNS | NEW_FOR_EVERY_STACK | MONITORING_N1
     assert not any("@" in name for _, name in r.summary())
     droplet = r.named("server-droplet").inputs
     assert droplet["name"] == "plumber-scale" and "vpcUuid" not in droplet
