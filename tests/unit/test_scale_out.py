@@ -374,7 +374,8 @@ def hosts_config(n: int) -> dict[str, Any]:
 def test_several_existing_hosts_no_cloud_resources() -> None:
     r = run_program(hosts_config(2), stack="local")
     assert not [x for x in r.resources if x.type.startswith("digitalocean:")]
-    assert [x.inputs["connection"]["host"] for x in r.commands if x.name.endswith("-server")] == ["10.213.8.2", "10.213.9.2"]
+    hosts = {x.name: x.inputs["connection"]["host"] for x in r.commands if x.name.endswith("-server")}
+    assert hosts == {"provision-server": "10.213.8.2", "provision@2-server": "10.213.9.2"}, hosts
     assert r.outputs["url"] == "http://10.213.8.2"
     assert [s["ip"] for s in r.outputs["servers"]] == ["10.213.8.2", "10.213.9.2"]
     u = urns(r)
