@@ -42,9 +42,9 @@ def deploy_script(spec: StackSpec, app: AppSpec, release: str, token: str) -> st
         "key_digests": app.auth.digests if app.auth else [],
         "rate": app.rate_limit.rate if app.rate_limit else None,
     }
-    upstreams = {"a": render(upstream, ports=ports[: app.workers], **common)}
-    if app.workers == 1:
-        upstreams["b"] = render(upstream, ports=ports[1:2], **common)
+    # One upstream for good: with one worker the spare port is its backup server.
+    spare = ports[1] if app.workers == 1 else None
+    upstreams = {"a": render(upstream, ports=ports[: app.workers], spare=spare, **common)}
     return render(
         "scripts/deploy-app.sh.j2",
         name=app.name,

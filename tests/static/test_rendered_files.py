@@ -99,10 +99,9 @@ def _nginx_prefix(tmp: Path, files: Landed, upstream_variant: str) -> Path:
     return conf
 
 
-@pytest.mark.parametrize("variant", ["a", "b"])
-def test_nginx_accepts_the_whole_configuration(files: Landed, tmp_path: Path, variant: str) -> None:
+def test_nginx_accepts_the_whole_configuration(files: Landed, tmp_path: Path) -> None:
     nginx = _need("nginx")
-    conf = _nginx_prefix(tmp_path, files, variant)
+    conf = _nginx_prefix(tmp_path, files, "a")
     res = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(conf)], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert "syntax is ok" in res.stderr
