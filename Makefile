@@ -58,8 +58,10 @@ bench: deps
 	@$(PYTHON) -m pip install -q -r bench/requirements.txt
 	$(PYTHON) -m bench
 
-## bench-release: failed requests and p99 during a redeploy, ours vs in-place restart
+## bench-release: what three clients (wrk, urllib3 GET with retries, POST) notice of a release, ours vs in-place
+## restart; writes bench/release-results.md and bench/release.png
 bench-release: deps
+	@$(PYTHON) -m pip install -q -r bench/requirements.txt
 	$(PYTHON) -m bench.release
 
 ## security-report: exposure per unit, open ports, testssl.sh, bad-input catalogue, on a fresh lab host
