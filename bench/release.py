@@ -33,9 +33,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import urllib3
 
 from bench import clients, wrk
 from bench.serving import PD_DOWN, PD_NGINX_PORT, PD_PATH, PD_UP
@@ -54,6 +57,18 @@ WRK_CONNECTIONS = 2
 WRK_DELAY_MS = 40  # wrk waits this long after each response (per connection)
 INTERVAL_MS = 40  # urllib3 clients: one request every INTERVAL_MS
 MAX_RATIO = 1.5
+SLOW_MS = 900  # the in-flight check: POSTs that take this long in R ...
+SLOW_EVERY = 0.5  # ... one started every SLOW_EVERY s while the change runs (at most SLOW_MAX)
+SLOW_MAX = 120
+WORK_ENDPOINT = """
+#* bench-release: work on a posted body for `ms` milliseconds (a request in flight during a release).
+#* @post /work
+#* @serializer unboxedJSON
+function(req, ms = 0) {
+  Sys.sleep(as.numeric(ms) / 1000)
+  list(received = nchar(req$postBody))
+}
+"""
 CLIENTS = ("wrk", "get-retry", "post")
 LABELS = {"wrk": "wrk GET (keep-alive, no retry)", "get-retry": "urllib3 GET (retries idempotent)", "post": "urllib3 POST"}
 
@@ -77,6 +92,7 @@ class ClientResult:
     non_2xx: int
     socket_errors: int
     window: tuple[float, float]
+    failed_at: list[float] = field(default_factory=list)  # when failed requests ended (python clients)
 
     @property
     def failed(self) -> int:
@@ -90,6 +106,18 @@ class ClientResult:
     @property
     def ratio(self) -> float:
         return self.p(99, within=True) / self.p(99, within=False)
+
+
+@dataclass
+class InFlight:
+    """Slow POSTs sent while a change ran: how many, how many failed (non-2xx or no answer)."""
+
+    setup: str
+    sent: int
+    failed: int
+    outcomes: dict[str, int]
+    change_s: float
+    reloads: int
 
 
 @dataclass
@@ -161,7 +189,8 @@ class Clients:
             samples = read_samples([self.dir / kind])
             errors = sum(s.outcome.startswith("error") for s in samples)
             non2xx = sum(not s.ok and not s.outcome.startswith("error") for s in samples)
-            out[kind] = ClientResult(kind, [s for s in samples if s.ok], len(samples), non2xx, errors, window)
+            out[kind] = ClientResult(kind, [s for s in samples if s.ok], len(samples), non2xx, errors, window,
+                                     [s.t for s in samples if not s.ok])
         return out
 
 
@@ -181,6 +210,35 @@ def measure(lab: Lab, host: str, prefix: tuple[str, ...], base: str, work: Path,
     phase = Phase(setup, t1 - t0, nginx_reloads(lab, host, t0 - 1))
     phase.results = load.finish((t0, t1))
     return phase
+
+
+def in_flight(lab: Lab, host: str, url: str, setup: str, change: Any) -> InFlight:
+    """Run `change` while POSTs that take SLOW_MS each keep every worker busy (bounded: SLOW_MAX)."""
+    pool = urllib3.PoolManager(maxsize=16, timeout=urllib3.Timeout(connect=5, read=60))
+
+    def post() -> str:
+        try:
+            return str(pool.request("POST", url, body=clients.BODY, headers={"Content-Type": "application/json"}).status)
+        except urllib3.exceptions.HTTPError as e:
+            return f"error:{type(getattr(e, 'reason', None) or e).__name__}"
+
+    futures: list[Future[str]] = []
+    with ThreadPoolExecutor(max_workers=16) as ex:
+        for _ in range(4):  # both workers busy before the change starts
+            futures.append(ex.submit(post))
+            time.sleep(SLOW_EVERY)
+        t0 = time.time()
+        changing = ex.submit(change)
+        while not changing.done() and len(futures) < SLOW_MAX:
+            futures.append(ex.submit(post))
+            time.sleep(SLOW_EVERY)
+        changing.result()
+        t1 = time.time()
+    outcomes: dict[str, int] = {}
+    for f in futures:
+        outcomes[f.result()] = outcomes.get(f.result(), 0) + 1
+    failed = sum(n for o, n in outcomes.items() if not o.startswith("2"))
+    return InFlight(setup, len(futures), failed, outcomes, t1 - t0, nginx_reloads(lab, host, t0 - 1))
 
 
 def table(phases: list[Phase]) -> str:
@@ -211,10 +269,13 @@ def plot(phases: list[Phase]) -> None:
             bins: dict[int, list[float]] = {}
             for s in r.samples:
                 bins.setdefault(int((s.t - t_start) * 2), []).append(s.ms)
-            xs = sorted(bins)
-            ax.plot([x / 2 for x in xs], [max(bins[x]) for x in xs], color=colors[kind], lw=1,
-                    label=f"{LABELS[kind]}: failed {r.failed}")
+            xs = list(range(0, max(bins) + 1)) if bins else []
+            ax.plot([x / 2 for x in xs], [max(bins[x]) if x in bins else float("nan") for x in xs],
+                    color=colors[kind], lw=1, label=f"{LABELS[kind]}: failed {r.failed}")
+            if r.failed_at:
+                ax.plot([t - t_start for t in r.failed_at], [1.5] * len(r.failed_at), "|", color=colors[kind], ms=8)
         ax.set_yscale("log")
+        ax.set_ylim(1, None)
         ax.set_ylabel("max latency\nper 0.5 s (ms)")
         ax.set_title(f"{ph.setup}: {ph.failed} failed, {ph.reloads} nginx reloads", fontsize=9)
         ax.legend(fontsize=7, loc="upper left")
@@ -229,12 +290,14 @@ def main() -> int:
     if started_lab:
         lab.up(1)
     phases: list[Phase] = []
+    inflight: list[InFlight] = []
     try:
         h = lab.state.hosts[0]  # type: ignore[union-attr]
         prefix = ("ip", "netns", "exec", h.netns)
         work = Path(tempfile.mkdtemp(prefix="bench-release-"))
         source = work / "hello"
         shutil.copytree(ROOT / "examples" / "hello", source)
+        (source / "plumber.R").write_text((source / "plumber.R").read_text() + WORK_ENDPOINT)
         engine = Engine(work / "state.json")
         cfg = lab_config(lab, source)
         engine.deploy(cfg, stack="local")
@@ -260,6 +323,11 @@ def main() -> int:
         phases.append(measure(lab, h.name, prefix, ours, work, "nodrain", "candidate: restart without drain",
                               lambda: lab.ssh(h.name, restart_each, check=True, timeout=120)))
 
+        slow = f"http://{h.address}/hello/work?ms={SLOW_MS}"
+        inflight.append(in_flight(lab, h.name, slow, "plumber-hosting release", release(RUNS + 1)))
+        inflight.append(in_flight(lab, h.name, slow, "candidate: restart without drain",
+                                  lambda: lab.ssh(h.name, restart_each, check=True, timeout=120)))
+
         pd_restart = ("set -euo pipefail\nsystemctl restart plumber-pdbench\n"
                       "for _ in $(seq 1 120); do curl -fs -o /dev/null http://127.0.0.1:8000/health && break; sleep 0.5; done\n")
         phases.append(measure(lab, h.name, prefix, f"http://127.0.0.1:{PD_NGINX_PORT}/{PD_PATH}", work, "inplace",
@@ -277,7 +345,7 @@ def main() -> int:
     verdict = (f"plumber-hosting, {RUNS} consecutive releases: failed requests per run {failed} (every client); "
                f"worst p99 release ÷ steady {worst:.2f} (bar: ≤ {MAX_RATIO}); nginx reloads per release "
                f"{[ph.reloads for ph in ours_runs]}")
-    ok = all(f == 0 for f in failed) and worst <= MAX_RATIO
+    ok = all(f == 0 for f in failed) and worst <= MAX_RATIO and inflight[0].failed == 0
     plot([ours_runs[0], phases[RUNS], phases[RUNS + 1]])
     text = (
         "# bench-release: what clients notice of a release\n\n"
@@ -287,7 +355,12 @@ def main() -> int:
         f"-c{WRK_CONNECTIONS} GET with {WRK_DELAY_MS} ms between requests per connection; urllib3 GET and POST, "
         f"one request every {INTERVAL_MS} ms each. p50/p99 over every request; the ratio compares the p99 of "
         "requests that ended during the change with the p99 of those outside it.\n\n"
-        f"{table(phases)}\n\n{verdict}: {'PASS' if ok else 'FAIL'}\n\n![latency over time](release.png)\n"
+        f"{table(phases)}\n\n{verdict}: {'PASS' if ok else 'FAIL'}\n\n"
+        f"A request in flight when its worker goes: POSTs that take {SLOW_MS} ms in R, one sent every {SLOW_EVERY} s "
+        "(keeping both workers busy) while the change runs, without the clients above:\n\n"
+        "| setup | slow POSTs | failed | outcomes | change s | nginx reloads |\n|---|---:|---:|---|---:|---:|\n"
+        + "".join(f"| {i.setup} | {i.sent} | {i.failed} | {i.outcomes} | {i.change_s:.1f} | {i.reloads} |\n" for i in inflight)
+        + "\n![latency over time](release.png)\n"
     )
     RESULTS.write_text(text)
     print(text)
