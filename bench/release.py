@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -223,17 +224,24 @@ def in_flight(lab: Lab, host: str, url: str, setup: str, change: Any) -> InFligh
             return f"error:{type(getattr(e, 'reason', None) or e).__name__}"
 
     futures: list[Future[str]] = []
+    done = threading.Event()
+
+    def spawn(ex: ThreadPoolExecutor) -> None:  # one slow POST every SLOW_EVERY s until the change is done
+        while not done.is_set() and len(futures) < SLOW_MAX:
+            futures.append(ex.submit(post))
+            done.wait(SLOW_EVERY)
+
     with ThreadPoolExecutor(max_workers=16) as ex:
-        for _ in range(4):  # both workers busy before the change starts
-            futures.append(ex.submit(post))
-            time.sleep(SLOW_EVERY)
+        spawner = threading.Thread(target=spawn, args=(ex,))
+        spawner.start()
+        time.sleep(4 * SLOW_EVERY)  # both workers busy before the change starts
         t0 = time.time()
-        changing = ex.submit(change)
-        while not changing.done() and len(futures) < SLOW_MAX:
-            futures.append(ex.submit(post))
-            time.sleep(SLOW_EVERY)
-        changing.result()
-        t1 = time.time()
+        try:
+            change()  # in this thread: the engine needs the main thread's event loop
+        finally:
+            t1 = time.time()
+            done.set()
+            spawner.join()
     outcomes: dict[str, int] = {}
     for f in futures:
         outcomes[f.result()] = outcomes.get(f.result(), 0) + 1
