@@ -34,6 +34,7 @@ import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 IGNORED = {".git", ".Rproj.user", ".Rhistory", ".RData", "__pycache__", ".DS_Store", "renv"}
 BUILD_DIR = Path(".build") / "bundles"  # relative to the project directory
@@ -79,25 +80,6 @@ def release_id(source: Path) -> str:
     )
 
 
-def _tar_release(path: Path) -> str | None:
-    """The release id of the code inside a bundle; None if it is not a readable bundle."""
-    entries: list[tuple[str, bool, bytes]] = []
-    try:
-        with tarfile.open(path, mode="r:") as tar:
-            for member in tar:
-                if not member.isfile() or not member.name.startswith("app/"):
-                    return None
-                f = tar.extractfile(member)
-                assert f is not None
-                digest = hashlib.sha256()
-                while chunk := f.read(_CHUNK):
-                    digest.update(chunk)
-                entries.append((member.name[len("app/") :], bool(member.mode & 0o111), digest.digest()))
-    except (OSError, tarfile.TarError):
-        return None
-    return _release_digest(entries)
-
-
 @dataclass(frozen=True)
 class Bundle:
     release: str  # names the release on the server: /srv/plumber/<app>/releases/<release>
@@ -106,23 +88,55 @@ class Bundle:
     size: int  # bytes of the tar
 
 
-def _write_tar(source: Path, files: list[Path], dest: Path) -> None:
-    """app/<file> for each file: fixed owner, mtime and mode, so the bytes depend on the code only."""
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    try:
-        with tarfile.open(tmp, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            for path in files:
-                info = tarfile.TarInfo(f"app/{path.relative_to(source).as_posix()}")
-                info.size = path.stat().st_size
-                info.mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
-                info.mtime = 0
-                info.uid = info.gid = 0
-                info.uname = info.gname = "root"
-                with path.open("rb") as f:
-                    tar.addfile(info, f)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+class _Sink:
+    """A write-only file for tarfile: hashes what is written and passes it on to ``out``, if any."""
+
+    def __init__(self, out: BinaryIO | None = None) -> None:
+        self.digest = hashlib.sha256()
+        self.out = out
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        if self.out is not None:
+            self.out.write(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
+
+
+class _HashingReader:
+    def __init__(self, f: BinaryIO) -> None:
+        self.f = f
+        self.digest = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.digest.update(data)
+        return data
+
+
+def _pack(source: Path, files: list[Path], sink: _Sink) -> str:
+    """Write the tar of app/<file> for each file into ``sink``: fixed owner, mtime and mode, so its
+    bytes depend on the code only. Returns the release id of the bytes it packed."""
+    entries: list[tuple[str, bool, bytes]] = []
+    with tarfile.open(fileobj=sink, mode="w", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+        for path in files:
+            rel = path.relative_to(source).as_posix()
+            executable = bool(path.stat().st_mode & 0o111)
+            info = tarfile.TarInfo(f"app/{rel}")
+            info.size = path.stat().st_size
+            info.mode = 0o755 if executable else 0o644
+            info.mtime = 0
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            with path.open("rb") as f:
+                reader = _HashingReader(f)
+                tar.addfile(info, reader)  # type: ignore[arg-type]
+            entries.append((rel, executable, reader.digest.digest()))
+    return _release_digest(entries)
 
 
 def _prune(build_dir: Path, keep: Path) -> None:
@@ -133,28 +147,32 @@ def _prune(build_dir: Path, keep: Path) -> None:
 
 
 def make_bundle(source: Path, project_dir: Path) -> Bundle:
-    """Pack ``source`` into ``<project_dir>/.build/bundles/<release>.tar`` (reused when already there).
+    """Pack ``source`` into ``<project_dir>/.build/bundles/<release>.tar``.
 
-    A bundle already in the build directory is reused only if the code inside
-    it is this release's; the code is packed again otherwise, and checked
-    after packing, so an app changed while it was packed is an error, not a
-    release whose name and content differ.
+    The code is packed in memory first, to learn the release and the tar's
+    SHA-256; a file already in the build directory is kept only if it has
+    exactly those bytes. A tar written anew is checked against them, so an app
+    that changed while it was packed is an error, not a release whose name and
+    bytes disagree.
     """
     files = _files(source)
-    release = release_id(source)
+    expected = _Sink()
+    release = _pack(source, files, expected)
+    sha256 = expected.digest.hexdigest()
     build_dir = project_dir / BUILD_DIR
     build_dir.mkdir(parents=True, exist_ok=True)
     dest = build_dir / f"{release}.tar"
-    if not dest.is_file() or _tar_release(dest) != release:
-        _write_tar(source, files, dest)
-        if _tar_release(dest) != release:
-            dest.unlink(missing_ok=True)
-            raise RuntimeError(f"{source} changed while it was being packed; run again")
+    if not dest.is_file() or _file_sha256(dest).hex() != sha256:
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        try:
+            with tmp.open("wb") as f:
+                written = _Sink(f)
+                again = _pack(source, files, written)
+            if (again, written.digest.hexdigest()) != (release, sha256):
+                raise RuntimeError(f"{source} changed while it was being packed; run again")
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
     os.utime(dest)  # in use: not pruned
     _prune(build_dir, dest)
-    return Bundle(
-        release=release,
-        path=(BUILD_DIR / dest.name).as_posix(),
-        sha256=_file_sha256(dest).hex(),
-        size=dest.stat().st_size,
-    )
+    return Bundle(release=release, path=(BUILD_DIR / dest.name).as_posix(), sha256=sha256, size=expected.size)
