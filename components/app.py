@@ -123,6 +123,12 @@ class PlumberApp(pulumi.ComponentResource):
         # Delete, infer/resource.go:1484-1497, does nothing). A file source and
         # a remotePath that does not exist yet: the file lands at remotePath,
         # parent directories created (copyController.go:224-266).
+        # Another server (a droplet recreated with a new address, another
+        # user's home) is a new copy: a connection change alone updates
+        # without copying (copyController.go:148), so the server's identity
+        # goes into `triggers`, which replaces the resource when it changes
+        # (replaceOnChanges, copy.go:38): the new one copies on create, the
+        # old one's delete does nothing.
         # It waits for nothing but the connection: it copies while the
         # server is provisioned, or while this app rolls out on the replica
         # before, and never touches what serves.
@@ -131,6 +137,7 @@ class PlumberApp(pulumi.ComponentResource):
             connection=args.connection,
             source=pulumi.FileAsset(bundle.path),
             remote_path=upload_path(app, bundle),
+            triggers=[args.connection.host, args.connection.port or 22, user],
             opts=pulumi.ResourceOptions(parent=self),
         )
         options = {"upload_user": user, "upload_resource": f"{name}-upload"}

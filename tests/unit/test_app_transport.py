@@ -176,3 +176,15 @@ def test_state_holds_no_app_bytes(tmp_path: Path) -> None:
     assert small.after_total == large.after_total and small.after_code == large.after_code
     assert large.after_code <= bench_state.STATE_GOAL
     assert large.before_code > 3 * (3 << 20) and large.before_total > 40 * large.after_total
+
+
+def test_another_server_gets_a_new_copy(app: Path) -> None:
+    """A connection change alone updates a CopyToRemote without copying (copyController.go:148);
+    the server's address, port and user are its triggers, whose change replaces it (a new copy)."""
+    one = run_program({**_config(app), "host": {"address": "192.0.2.5", "user": "root", "port": 22}}, stack="local")
+    same = run_program({**_config(app), "host": {"address": "192.0.2.5", "user": "root", "port": 22}}, stack="local")
+    moved = run_program({**_config(app), "host": {"address": "192.0.2.6", "user": "root", "port": 22}}, stack="local")
+    upload = one.named("big-upload")
+    assert "triggers[*]" in upload.replace_on_changes
+    assert upload.inputs["triggers"] == same.named("big-upload").inputs["triggers"] == ["192.0.2.5", 22, "root"]
+    assert moved.named("big-upload").inputs["triggers"] != upload.inputs["triggers"]
