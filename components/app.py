@@ -122,7 +122,8 @@ class PlumberApp(pulumi.ComponentResource):
         # nothing on the server (no CustomDelete, so go-provider's default
         # Delete, infer/resource.go:1484-1497, does nothing). A file source and
         # a remotePath that does not exist yet: the file lands at remotePath,
-        # parent directories created (copyController.go:224-266).
+        # its parent directories created (copyController.go:256-266; new in
+        # 1.2.1, which requirements.txt pins).
         # Another server (a droplet recreated with a new address, another
         # user's home) is a new copy: a connection change alone updates
         # without copying (copyController.go:148), so the server's identity
