@@ -130,9 +130,11 @@ class PlumberApp(pulumi.ComponentResource):
         # goes into `triggers`, which replaces the resource when it changes
         # (replaceOnChanges, copy.go:38): the new one copies on create, the
         # old one's delete does nothing.
-        # It waits for nothing but the connection: it copies while the
-        # server is provisioned, or while this app rolls out on the replica
-        # before, and never touches what serves.
+        # Like every child it runs once its component may: the SDK registers
+        # a component after its depends_on (pulumi/runtime/resource.py:212-216)
+        # and a child after its parent's URN (resource.py:244-247), so after
+        # the site, and on replica i after this app on replica i-1. It touches
+        # nothing that serves.
         self.upload = remote.CopyToRemote(
             f"{name}-upload",
             connection=args.connection,
