@@ -64,7 +64,7 @@ def test_upload_is_a_relative_file_asset_known_at_preview(app: Path) -> None:
         assert upload.secret_inputs == {"connection"}
         deploy = run.named("big-deploy")
         assert upload.urn in deploy.dependencies  # copied before the deploy runs
-        assert not upload.dependencies  # ordered by its parent (the component), which deletes ignore: a no-op
+        assert not upload.dependencies  # no edge of its own: its parent (the component) orders it
 
 
 def test_bundle_is_the_same_bytes_on_any_machine(app: Path, tmp_path: Path) -> None:
