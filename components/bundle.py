@@ -4,15 +4,17 @@ The tar reaches the server through the app's ``<app>-upload`` resource
 (pulumi-command's ``remote.CopyToRemote`` with a ``FileAsset``), so the Pulumi
 state holds its path and SHA-256 only, never its bytes:
 
-* The Python SDK sends a ``FileAsset`` as its path alone
-  (``pulumi/runtime/rpc.py``, ``serialize_property``: ``obj["path"]``); the
-  engine reads the file and records its SHA-256 (``sdk/go/common/resource/
-  plugin/rpc.go``, ``UnmarshalPropertyValue`` with ``ComputeAssetHashes`` ->
-  ``asset.EnsureHashWithWD``), resolving a relative path against the project
-  directory (``pkg/resource/deploy/source_eval.go``: ``workingDirectory:
-  src.runinfo.Pwd``; ``pkg/engine/deployment.go``: ``projinfo.GetPwdMain()``).
-  The provider, started in that same directory (``plugin.go``: ``cmd.Dir =
-  pwd``), opens the same relative path to copy it.
+* The Python SDK sends a ``FileAsset`` as its path alone (pulumi 3.272.0
+  ``pulumi/runtime/rpc.py:522-537``); the engine reads the file and records
+  its SHA-256 (``sdk/go/common/resource/plugin/rpc.go:436-445``,
+  ``ComputeAssetHashes`` -> ``asset.go`` ``EnsureHashWithWD``), a relative path
+  taken from the deployment's working directory (``source_eval.go:557``
+  ``src.runinfo.Pwd``, set in ``pkg/engine/update.go:1134-1136`` from
+  ``ProjectInfoContext``, ``deployment.go:57``: ``projinfo.GetPwdMain()``, the
+  project root when Pulumi.yaml sets no ``main``, ``project.go:31-33``). The
+  provider runs in that same directory (``provider_plugin.go:287``
+  ``newPlugin(ctx, ctx.Pwd, ...)``; ``plugin.go:599`` ``cmd.Dir = pwd``) and
+  opens the same relative path to copy it (``copyController.go:203-204``).
 * So the path handed to the ``FileAsset`` is relative to the project directory
   (``.build/bundles/<release>.tar``) and the bytes are identical on every
   machine: state does not change between a laptop and a CI runner.
