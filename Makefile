@@ -68,6 +68,12 @@ bench: deps
 	@$(PYTHON) -m pip install -q -r bench/requirements.txt
 	$(PYTHON) -m bench
 
+## bench-transport: the app-transport table alone (state per app before/after; copy, deploy and scp seconds on
+## the lab); writes bench/state-results.md and bench/state-results.png
+bench-transport: deps
+	@$(PYTHON) -m pip install -q -r bench/requirements.txt
+	BENCH_COMMAND="make bench-transport" $(PYTHON) -m bench.state
+
 ## bench-release: failed requests and p99 during a redeploy, ours vs in-place restart
 bench-release: deps
 	$(PYTHON) -m bench.release

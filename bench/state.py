@@ -442,7 +442,9 @@ def main(argv: list[str] | None = None) -> int:
         states, times = run(work, lab=not args.no_lab, log=lambda s: print(s, flush=True))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    text = "\n".join(markdown(states, times)) + "\n"
+    head = [f"# make bench-transport ({time.strftime('%Y-%m-%d')})", "",
+            f"Produced by: `{os.environ.get('BENCH_COMMAND', 'python -m bench.state')}`", ""]
+    text = "\n".join([*head, *markdown(states, times)]) + "\n"
     args.out.write_text(text)
     plot(states, times, args.out.with_suffix(".png"))
     print("\n" + text)
