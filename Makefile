@@ -9,7 +9,7 @@ APT_PACKAGES := $(shell cat tests/lab/apt-packages.txt 2>/dev/null) \
 	nmap testssl.sh \
 	golang-go golang-golang-x-crypto-dev golang-github-pkg-sftp-dev
 
-.PHONY: unit-loop bench security-report bench-release test deps lint test-unit test-static test-e2e lab lab-down lab-status clean
+.PHONY: unit-loop bench security-report bench-release bench-transport test deps lint test-unit test-static test-e2e lab lab-down lab-status clean
 
 ## test: every tier (lint, unit, static, end-to-end): what the README and .ci/run run
 test: deps lint test-unit test-static test-e2e
