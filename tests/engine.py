@@ -233,7 +233,7 @@ class Engine:
         urn = res.urn if isinstance(res, Declared) else res["urn"]
         previous = self._previous.get(urn) if isinstance(res, Declared) and op == "update" else (
             None if isinstance(res, Declared) else res.get("outputs"))
-        if not text:  # Create/Update/Delete with no command: nothing runs (commandController.go:38,67-72,87)
+        if not text:  # Create/Update/Delete with no command: nothing runs (commandController.go:48-50, 76-80, 88-90)
             result.steps.append(Step(name, op, 0.0, runner="none"))
             return {"stdout": (previous or {}).get("stdout", ""), "stderr": (previous or {}).get("stderr", "")}
         wall = time.time()
