@@ -50,11 +50,13 @@ UNKNOWN = rpc.UNKNOWN  # how the mocks carry an unknown output value to the prog
 # Inputs whose change the provider answers with a replacement (its Diff). pulumi-command:
 # schema replaceOnChanges on ``triggers`` (common/inputs.go:10; copy.go CopyToRemoteInputs.Triggers),
 # honoured by infer's default Diff (pulumi-go-provider v1.3.0 infer/resource.go:1132-1148, 1226-1229).
-# DigitalOcean droplet: the terraform schema's ForceNew attributes (see tests/ENGINE.md).
+# DigitalOcean droplet: the terraform schema's ForceNew attributes (terraform-provider-digitalocean
+# digitalocean/droplet/resource_droplet.go ResourceDigitalOceanDroplet; ipv6 only forces one when turned
+# off, which this engine does not model).
 PROVIDER_REPLACES: dict[str, set[str]] = {
     COMMAND: {"triggers"},
     COPY: {"triggers"},
-    DROPLET: {"image", "region", "ipv6", "vpcUuid", "sshKeys", "userData", "monitoring", "dropletAgent"},
+    DROPLET: {"image", "region", "vpcUuid", "sshKeys", "userData", "monitoring", "dropletAgent"},
 }
 # The engine's default --parallel: 4 x GOMAXPROCS (pkg/cmd/pulumi/operations/up.go), here 2 cores.
 PARALLEL = 4 * (os.cpu_count() or 2)
@@ -496,7 +498,9 @@ class _Session:
             assert prev is not None
             with self.lock:
                 self.replaced.append(prev)
-            return dict(engine.fresh_host(prev, plain(res.inputs)))
+            # a new droplet: a new id (tests/program.py hands ``__id`` to the program as the id)
+            new_id = str(int(prev["outputs"].get("__id") or 500000) + 1)
+            return {**engine.fresh_host(prev, plain(res.inputs)), "__id": new_id}
         if op == "same" or op == "update":
             return dict(prev["outputs"]) if prev and prev.get("outputs") else dict(engine.droplet_outputs(res))
         return dict(engine.droplet_outputs(res))
@@ -527,3 +531,24 @@ class _Session:
         _delete_in_antichains(engine, condemned, self.result, keep=keep)
         engine.save(keep)
         return self.result
+
+
+def main(argv: list[str]) -> int:
+    """``python -m tests.engine up STATE CONFIG.json STACK``: one ``pulumi up`` in its own process
+    (the fault tests kill it, as a cancelled CI job kills the CLI and its provider)."""
+    if len(argv) != 4 or argv[0] != "up":
+        print("usage: python -m tests.engine up STATE CONFIG.json STACK")
+        return 2
+    _, state, config, stack = argv
+    try:
+        Engine(Path(state)).deploy(json.loads(Path(config).read_text()), stack=stack)
+    except CommandFailedError as e:
+        print(e)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))
