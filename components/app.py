@@ -22,7 +22,13 @@ def env_file(app: AppSpec) -> str:
 
 
 def release_present(probe_stdout: str | None) -> bool:
-    """The probe's answer; anything but a clear "present" (unknown in a preview) uploads the code."""
+    """The probe's answer; anything but a clear "present" uploads the code.
+
+    Never called with an unknown value: when the probe will run (a preview where its
+    inputs changed), its stdout is unknown (pulumi-go-provider v1.3.0
+    ``infer/resource.go:545-590``) and the SDK skips the apply (pulumi 3.272.0
+    ``sdk/python/lib/pulumi/output.py:301-309``), so the deploy's stdin is unknown.
+    """
     lines = (probe_stdout or "").strip().splitlines()
     return bool(lines) and lines[-1].strip() == "present"
 
