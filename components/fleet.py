@@ -61,6 +61,7 @@ def build_replicas(
             ServerArgs(
                 spec=spec, private_key=private_key, stack=stack, replica=i, front=front,
                 ssh_keys=replicas[0].server.ssh_keys if replicas else None,
+                key_resources=replicas[0].server.key_resources if replicas else None,
             ),
         )
         provision = Provision(

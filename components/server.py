@@ -14,6 +14,7 @@ import pulumi
 import pulumi_digitalocean as do
 from pulumi_command import remote
 
+from components.account import ssh_key_on_account
 from components.config import StackSpec
 from components.loadbalancer import LoadBalancer, outbound_rules
 from components.render import render
@@ -29,6 +30,7 @@ class ServerArgs:
     replica: int = 1  # 1-based
     front: LoadBalancer | None = None  # with replicas >= 2
     ssh_keys: list[pulumi.Input[str]] | None = None  # the first replica's, shared by the others
+    key_resources: list[pulumi.Resource] | None = None  # the first replica's uploaded key, if any
 
 
 def droplet_base_name(spec: StackSpec, stack: str) -> str:
@@ -42,6 +44,7 @@ class Server(pulumi.ComponentResource):
     sudo: bool
     droplet: do.Droplet | None
     ssh_keys: list[pulumi.Input[str]]
+    key_resources: list[pulumi.Resource]
     project_urns: list[pulumi.Output[str]]
 
     def __init__(self, name: str, args: ServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -51,6 +54,7 @@ class Server(pulumi.ComponentResource):
         self.droplet = None
         self.ipv6_address = None
         self.ssh_keys = []
+        self.key_resources = []
         self.project_urns = []
 
         if spec.existing_host:
@@ -123,16 +127,23 @@ class Server(pulumi.ComponentResource):
 
     def _droplet(self, name: str, args: ServerArgs, child: pulumi.ResourceOptions, droplet_name: str) -> None:
         spec = args.spec
+        key_resources: list[pulumi.Resource] = []
         if args.ssh_keys is not None:
             self.ssh_keys = list(args.ssh_keys)
+            key_resources = list(args.key_resources or [])
         else:
             self.ssh_keys = list(spec.ssh_key_ids)
             if spec.ssh_public_key is not None:
-                key = do.SshKey(
-                    f"{name}-key", name=f"{droplet_base_name(spec, args.stack)}-deploy",
-                    public_key=spec.ssh_public_key, opts=child,
-                )
-                self.ssh_keys.append(key.fingerprint)
+                key_name = f"{droplet_base_name(spec, args.stack)}-deploy"
+                on_account = ssh_key_on_account(spec.ssh_public_key, key_name)
+                if on_account.upload:
+                    key_resources.append(
+                        do.SshKey(f"{name}-key", name=key_name, public_key=spec.ssh_public_key, opts=child)
+                    )
+                # The fingerprint as text, not the SshKey's output: the droplet's ssh_keys
+                # (ForceNew) stay the same whoever uploaded the key.
+                self.ssh_keys.append(on_account.fingerprint)
+        self.key_resources = key_resources
         tags = sorted({"plumber-hosting", f"stack-{args.stack}", *spec.tags})
         extra: dict[str, Any] = {}
         if args.front is not None:
@@ -152,7 +163,7 @@ class Server(pulumi.ComponentResource):
             # Never changes with apps: apps must never replace the droplet.
             user_data=render("cloud-init/user-data.yaml.j2"),
             **extra,
-            opts=child,
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=key_resources)),
         )
         self.project_urns.append(self.droplet.droplet_urn)
         if spec.ipv6:

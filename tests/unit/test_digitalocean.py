@@ -1,0 +1,86 @@
+"""The first real `pulumi up` on DigitalOcean must not fail or wipe a server (issue 12).
+
+Each test runs the real ``__main__.py`` under Pulumi's mocks against a mock
+DigitalOcean account (``tests.program.MockCloud``): it answers the provider's
+data sources and gives a droplet a new id whenever a replace-forcing input
+changes (ForceNew in digitalocean/droplet/resource_droplet.go), so "was the
+server replaced" is a question about ids across runs, as on a real account.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from tests.program import MockCloud, ProgramRun, run_program, stack_config
+
+DO = "digitalocean:index/"
+DROPLET = f"{DO}droplet:Droplet"
+SSH_KEY = f"{DO}sshKey:SshKey"
+CMD = "command:remote:Command"
+SCALE_SECRETS = ("ssh_private_key", "alerts")
+
+
+def config(stack: str, **overrides: Any) -> dict[str, Any]:
+    cfg = copy.deepcopy(stack_config(stack))
+    cfg.update(overrides)
+    return cfg
+
+
+def run(stack: str, cloud: MockCloud | None = None, *, name: str | None = None, **overrides: Any) -> ProgramRun:
+    return run_program(config(stack, **overrides), stack=name or stack, cloud=cloud, secret_keys=SCALE_SECRETS)
+
+
+def droplet_id(cloud: MockCloud, stack: str, name: str = "server-droplet") -> str:
+    """The id the mock account holds for a droplet resource after the last run."""
+    return cloud.droplets[f"{stack}::{name}"][0]
+
+
+# ---------------------------------------------------------------- 1. SSH keys
+
+
+# The example stacks' key as `ssh-keygen -E md5 -lf` prints it, and as DigitalOcean lists it.
+FP = "66:f9:fc:5d:b6:b7:38:a6:b0:42:8c:18:80:a6:49:ec"
+
+
+def public_key(stack: str) -> str:
+    return str(stack_config(stack)["ssh_public_key"])
+
+
+def test_fingerprint_is_digitaloceans_md5_format() -> None:
+    from components.account import fingerprint
+
+    assert fingerprint(public_key("dev")) == FP
+
+
+def test_a_key_already_on_the_account_is_reused_not_uploaded() -> None:
+    fp = FP
+    cloud = MockCloud(ssh_keys=[{"id": 41, "name": "laptop", "fingerprint": fp, "publicKey": public_key("dev")}])
+    r = run("dev", cloud)
+    assert not r.of_type(SSH_KEY), "uploading a key the account holds fails with 422"
+    assert r.named("server-droplet").inputs["sshKeys"] == [fp]
+
+
+def test_a_new_key_is_uploaded_and_the_droplet_waits_for_it() -> None:
+    r = run("dev", MockCloud())
+    key = r.named("server-key")
+    assert key.inputs["publicKey"] == public_key("dev") and key.inputs["name"] == "plumber-dev-deploy"
+    droplet = r.named("server-droplet")
+    assert droplet.inputs["sshKeys"] == [FP]
+    assert key.urn in droplet.dependencies
+
+
+def test_two_stacks_with_one_key_in_one_account() -> None:
+    """dev uploads the key; prod (same key) reuses it; dev keeps owning it; neither droplet changes."""
+    cloud = MockCloud()
+    dev = run("dev", cloud)
+    assert dev.of_type(SSH_KEY)
+    # what the account holds after dev's `up`
+    cloud.ssh_keys.append({"id": 7, "name": "plumber-dev-deploy", "fingerprint": FP,
+                           "publicKey": public_key("prod")})
+    prod = run("prod", cloud)
+    assert not prod.of_type(SSH_KEY)
+    dev_again = run("dev", cloud)
+    assert dev_again.of_type(SSH_KEY), "dev keeps declaring the key it uploaded (else Pulumi would delete it)"
+    assert dev_again.named("server-droplet").inputs["sshKeys"] == dev.named("server-droplet").inputs["sshKeys"]
+    assert cloud.replaced == []
