@@ -7,6 +7,7 @@ them behind the load balancer and its firewall), without a reserved IP."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +35,13 @@ class ServerArgs:
 
 
 def droplet_base_name(spec: StackSpec, stack: str) -> str:
-    return spec.droplet_name or f"plumber-{stack}"
+    """The configured name, else plumber-<stack> as a host name (Pulumi allows '_' in stack names)."""
+    return spec.droplet_name or re.sub(r"[^A-Za-z0-9.-]+", "-", f"plumber-{stack}").strip("-.")
+
+
+def do_tag(text: str) -> str:
+    """A valid DigitalOcean tag for `text` (letters, digits, ":", "-", "_"; 1-255: digitalocean/tag/tags.go)."""
+    return re.sub(r"[^A-Za-z0-9:_-]", "-", text)[:255]
 
 
 class Server(pulumi.ComponentResource):
@@ -94,7 +101,9 @@ class Server(pulumi.ComponentResource):
                     droplet_id=self.droplet.id.apply(int),
                     opts=child,
                 )
-                self.project_urns.append(rip.reserved_ip_urn)
+                # Not in the project: the provider sends do:reservedip:<ip> but the API lists
+                # do:floatingip:<ip>, a diff on every run that fails with 412 when applied
+                # (digitalocean/project/resource_project.go; provider issues #1264, #1031).
                 # The address is usable once it is assigned and the firewall is up.
                 self.address = pulumi.Output.all(rip.ip_address, assignment.id, firewall.id).apply(lambda v: v[0])
             else:
@@ -144,7 +153,7 @@ class Server(pulumi.ComponentResource):
                 # (ForceNew) stay the same whoever uploaded the key.
                 self.ssh_keys.append(on_account.fingerprint)
         self.key_resources = key_resources
-        tags = sorted({"plumber-hosting", f"stack-{args.stack}", *spec.tags})
+        tags = sorted({"plumber-hosting", do_tag(f"stack-{args.stack}"), *spec.tags})
         extra: dict[str, Any] = {}
         if args.front is not None:
             tags = [*tags, args.front.tag.name]  # behind the load balancer and its firewall

@@ -10,7 +10,10 @@ server replaced" is a question about ids across runs, as on a real account.
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
+
+import pytest
 
 from tests.program import MockCloud, ProgramRun, run_program, stack_config
 
@@ -84,3 +87,54 @@ def test_two_stacks_with_one_key_in_one_account() -> None:
     assert dev_again.of_type(SSH_KEY), "dev keeps declaring the key it uploaded (else Pulumi would delete it)"
     assert dev_again.named("server-droplet").inputs["sshKeys"] == dev.named("server-droplet").inputs["sshKeys"]
     assert cloud.replaced == []
+
+
+# ------------------------------------------------------------- 3. the project
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_project_lists_no_reserved_ip(stack: str) -> None:
+    """The API lists a reserved IP as do:floatingip:, the provider sends do:reservedip: (#1264, #1031)."""
+    r = run(stack)
+    resources = r.named("project-group").inputs["resources"]
+    assert resources and all(u.startswith("do:droplet:") for u in resources), resources
+    assert r.of_type(f"{DO}reservedIp:ReservedIp"), "the stack still has its reserved IP"
+
+
+# ------------------------------------------------------------------- 5. tags
+
+TAG_RE = re.compile(r"^[a-zA-Z0-9:\-_]{1,255}$")  # digitalocean/tag/tags.go
+DROPLET_NAME_RE = re.compile(r"^[a-zA-Z0-9]?[a-z0-9A-Z.\-]*[a-z0-9A-Z]$")  # DigitalOcean host names
+
+
+@pytest.mark.parametrize(("stack", "replicas"), [("prod.eu", 1), ("prod.eu", 3), ("team_a.dev", 2)])
+def test_every_derived_tag_and_name_is_valid(stack: str, replicas: int) -> None:
+    overrides: dict[str, Any] = {"replicas": replicas}
+    cfg = config("scale", **overrides)
+    cfg.pop("droplet_name")
+    r = run_program(cfg, stack=stack, secret_keys=SCALE_SECRETS)
+    tags = [t for d in r.of_type(DROPLET) for t in d.inputs["tags"]]
+    tags += [t.inputs["name"] for t in r.of_type(f"{DO}tag:Tag")]
+    tags += [t for f in r.of_type(f"{DO}firewall:Firewall") for t in f.inputs.get("tags") or []]
+    assert tags and all(TAG_RE.match(t) for t in tags), tags
+    assert any(t.startswith("stack-prod") or t.startswith("stack-team") for t in tags)
+    assert all(DROPLET_NAME_RE.match(d.inputs["name"]) for d in r.of_type(DROPLET))
+
+
+# --------------------------------------------------- 7. TLS at the load balancer
+
+
+def test_https_behind_a_load_balancer_needs_dns_in_digitalocean() -> None:
+    from components.config import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        run("scale", manage_dns=False)
+    message = str(err.value)
+    assert "plumber-hosting:manage_dns:" in message
+    assert "replicas >= 2" in message and "https" in message and "DigitalOcean DNS" in message
+    # one server gets its own certificate with certbot: fine without DigitalOcean DNS
+    assert run("scale", replicas=1, manage_dns=False).named("site-nginx")
+    # no https: fine
+    cfg = config("scale", manage_dns=False)
+    cfg.pop("https")
+    assert run_program(cfg, stack="scale", secret_keys=SCALE_SECRETS).named("lb-balancer")

@@ -318,7 +318,7 @@ def test_project_groups_every_droplet_and_the_load_balancer(stack: str, env: str
     assert len(droplet_urns) == 3 and len(set(droplet_urns)) == 3
     assert [x for x in p["resources"] if x.startswith("do:loadbalancer:")]
     one = run(1).named("project-group").inputs["resources"]
-    assert sorted(x.split(":")[1] for x in one) == ["droplet", "reservedip"]
+    assert sorted(x.split(":")[1] for x in one) == ["droplet"]  # not the reserved IP (components/server.py)
 
 
 def test_monitoring_checks_every_app_and_alerts_on_every_droplet() -> None:
