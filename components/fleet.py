@@ -23,6 +23,7 @@ import pulumi
 from components.app import PlumberApp, PlumberAppArgs
 from components.config import StackSpec
 from components.loadbalancer import LoadBalancer
+from components.network import Network
 from components.provision import Provision, ProvisionArgs
 from components.rotation import Rotation, RotationArgs
 from components.server import Server, ServerArgs
@@ -52,6 +53,7 @@ def build_replicas(
     private_key: pulumi.Output[str],
     stack: str,
     front: LoadBalancer | None,
+    network: Network | None = None,
 ) -> list[Replica]:
     replicas: list[Replica] = []
     for i in range(1, spec.replica_count + 1):
@@ -60,6 +62,7 @@ def build_replicas(
             replica_name("server", i),
             ServerArgs(
                 spec=spec, private_key=private_key, stack=stack, replica=i, front=front,
+                vpc=network.vpc if network is not None else None,
                 ssh_keys=replicas[0].server.ssh_keys if replicas else None,
                 key_resources=replicas[0].server.key_resources if replicas else None,
             ),

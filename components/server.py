@@ -1,8 +1,9 @@
 """The machine: a DigitalOcean droplet with its reserved IP and cloud firewall,
 or an existing server reached over SSH (existing-host mode).
 
-With ``replicas >= 2`` there is one Server per replica: droplets named
-``<droplet_name>-<i>`` in the load balancer's VPC, carrying its tag (the tag puts
+Every droplet is in the stack's VPC (components/network.py). With
+``replicas >= 2`` there is one Server per replica: droplets named
+``<droplet_name>-<i>``, carrying its tag (the tag puts
 them behind the load balancer and its firewall), without a reserved IP."""
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class ServerArgs:
     stack: str
     replica: int = 1  # 1-based
     front: LoadBalancer | None = None  # with replicas >= 2
+    vpc: do.Vpc | None = None  # the stack's VPC (components/network.py): every droplet is in it
     ssh_keys: list[pulumi.Input[str]] | None = None  # the first replica's, shared by the others
     key_resources: list[pulumi.Resource] | None = None  # the first replica's uploaded key, if any
 
@@ -155,9 +157,10 @@ class Server(pulumi.ComponentResource):
         self.key_resources = key_resources
         tags = sorted({"plumber-hosting", do_tag(f"stack-{args.stack}"), *spec.tags})
         extra: dict[str, Any] = {}
+        if args.vpc is not None:
+            extra["vpc_uuid"] = args.vpc.id  # ForceNew: the droplet is in it from its creation
         if args.front is not None:
             tags = [*tags, args.front.tag.name]  # behind the load balancer and its firewall
-            extra["vpc_uuid"] = args.front.vpc.id
         self.droplet = do.Droplet(
             f"{name}-droplet",
             name=droplet_name,

@@ -49,6 +49,7 @@ class Declared:
     delete_before_replace: bool
     replace_on_changes: list[str]
     protect: bool = False
+    aliases: list[tuple[str, str]] = field(default_factory=list)  # (old name, old parent URN) per alias
 
 
 @dataclass
@@ -247,6 +248,7 @@ class _Monitor(pulumi_mocks.MockMonitor):
             delete_before_replace=bool(request.deleteBeforeReplace),
             replace_on_changes=list(request.replaceOnChanges),
             protect=bool(request.protect),
+            aliases=[(a.spec.name, a.spec.parentUrn) for a in request.aliases],
         )
         with self.lock:
             self.run.resources.append(declared)

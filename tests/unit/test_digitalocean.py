@@ -138,3 +138,30 @@ def test_https_behind_a_load_balancer_needs_dns_in_digitalocean() -> None:
     cfg = config("scale", manage_dns=False)
     cfg.pop("https")
     assert run_program(cfg, stack="scale", secret_keys=SCALE_SECRETS).named("lb-balancer")
+
+
+# ------------------------------------------------------------------ 4. scaling
+
+
+@pytest.mark.parametrize(("before", "after"), [(1, 2), (2, 1), (1, 3), (3, 1), (2, 5)])
+def test_a_replicas_change_replaces_no_droplet(before: int, after: int) -> None:
+    """From the first `up` every droplet is in the stack's VPC: 1 -> 2 does not move the first."""
+    cloud = MockCloud()
+    first = run("scale", cloud, replicas=before)
+    ids = {k: v[0] for k, v in cloud.droplets.items()}
+    second = run("scale", cloud, replicas=after)
+    assert cloud.replaced == [], f"{before} -> {after} replicas replaced {cloud.replaced}"
+    kept = {k: v[0] for k, v in cloud.droplets.items() if k in ids}
+    assert kept == ids
+    # the VPC is the same resource (same URN, same inputs) whatever the number of droplets
+    vpcs = [[(v.urn, v.inputs) for v in r.of_type(f"{DO}vpc:Vpc")] for r in (first, second)]
+    assert len(vpcs[0]) == 1 and vpcs[0] == vpcs[1]
+    assert all(d.inputs.get("vpcUuid") for r in (first, second) for d in r.of_type(DROPLET))
+
+
+def test_a_scaled_out_stack_keeps_its_vpc() -> None:
+    """Stacks made when the VPC was the load balancer's child `lb-vpc` keep it (an alias, not a new VPC)."""
+    r = run("scale", replicas=3)
+    vpc = r.named("network-vpc")
+    assert ("lb-vpc", "urn:pulumi:scale::plumber-hosting::plumber-hosting:index:LoadBalancer::lb") in vpc.aliases
+    assert vpc.inputs["name"] == "plumber-scale-vpc" and vpc.inputs["region"] == "fra1"
