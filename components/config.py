@@ -757,6 +757,10 @@ def validate(raw: dict[str, Any], base_dir: Path) -> StackSpec:
     return spec
 
 
+def format_problems(problems: list[tuple[str, str]]) -> str:
+    return _format(problems)
+
+
 def _format(problems: list[tuple[str, str]]) -> str:
     lines = [f"  {NAMESPACE}:{path}: {msg}" for path, msg in problems]
     return "invalid stack config:\n" + "\n".join(lines)

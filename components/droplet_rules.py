@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pulumi_digitalocean as do
+
 if TYPE_CHECKING:
     from components.config import StackSpec
 
@@ -24,3 +26,48 @@ def droplet_problems(spec: StackSpec) -> list[tuple[str, str]]:
             "(or remove 'https', or set replicas: 1 to let the server get its own certificate)",
         ))
     return out
+
+
+# Inputs that make the provider create a new droplet (ForceNew, or the ipv6 CustomizeDiff) and
+# that the API reads back, so a change can be named before anything runs
+# (digitalocean/droplet/resource_droplet.go; the data source: digitalocean/droplet/droplets.go).
+# ssh keys and user_data are not read back: their change meets Pulumi's protect error instead.
+UNPROTECT = (
+    "To replace it on purpose: pulumi config set plumber-hosting:protect false, pulumi up "
+    "(a new droplet; every command runs again on it), then pulumi config rm plumber-hosting:protect. "
+    "To keep the server, set the key back. See README, 'Changes that replace a server'."
+)
+
+
+def replacement_problems(spec: StackSpec, droplet_names: list[str]) -> list[tuple[str, str]]:
+    """With ``protect`` on, a config change that would replace a live droplet, named before anything runs.
+
+    Looks the stack's droplets up on the account (the provider's getDroplets data source).
+    """
+    if spec.existing_host or not spec.protect:
+        return []
+    live = do.get_droplets(filters=[do.GetDropletsFilterArgs(key="name", values=droplet_names)]).droplets
+    out: list[tuple[str, str]] = []
+    for d in sorted(live, key=lambda d: d.name):
+        changes: list[tuple[str, str]] = []
+        if d.region and d.region != spec.region:
+            changes.append(("region", f"{d.region} -> {spec.region}"))
+        if d.image and not d.image.isdigit() and d.image != spec.image:  # a retired image has only an id
+            changes.append(("image", f"{d.image} -> {spec.image}"))
+        if d.monitoring != spec.monitoring:
+            changes.append(("monitoring", f"{str(d.monitoring).lower()} -> {str(spec.monitoring).lower()}"))
+        if d.ipv6 and not spec.ipv6:
+            changes.append(("ipv6", "true -> false (turning it on is done in place, turning it off is not)"))
+        for key, change in changes:
+            out.append((key, f"{change} replaces droplet {d.name}: a new, empty server; the old one and "
+                             f"everything on its disk are deleted. protect is on, so Pulumi would refuse. {UNPROTECT}"))
+    return out
+
+
+def check_replacements(spec: StackSpec, droplet_names: list[str]) -> None:
+    """Raise one ConfigError naming every key whose change would replace a protected droplet."""
+    from components.config import ConfigError, format_problems
+
+    problems = replacement_problems(spec, droplet_names)
+    if problems:
+        raise ConfigError(format_problems(problems))

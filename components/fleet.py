@@ -30,6 +30,40 @@ from components.server import Server, ServerArgs
 from components.site import Site, SiteArgs, base_url
 
 
+def runs_on(identity: pulumi.Input[str] | None) -> list[pulumi.ResourceTransformation]:
+    """Makes the server's identity part of every remote command declared under a component.
+
+    A droplet replaced behind its reserved IP keeps the address the commands
+    connect to, so without this their inputs would not change and Pulumi would
+    run none of them on the new, blank droplet. With the droplet's id in the
+    command text, a new droplet changes every command's ``create``/``update``:
+    pulumi-command then runs ``update`` on the new server in place
+    (provider/pkg/provider/remote/commandController.go, v1.2.1: only a
+    ``triggers`` change replaces, and a replacement would run the old resource's
+    ``delete`` over the same address, i.e. on the new server, after the create).
+    A CopyToRemote has no script to carry it: its ``triggers`` get the identity,
+    so a new droplet gets the files again (its delete removes nothing).
+    """
+    if identity is None:
+        return []
+
+    def transform(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult | None:
+        props = dict(args.props)
+        if args.type_ == "command:remote:Command":
+            for op in ("create", "update"):
+                if props.get(op) is not None:
+                    props[op] = pulumi.Output.concat("# plumber-hosting: on ", identity, "\n", props[op])
+        elif args.type_ == "command:remote:CopyToRemote":
+            props["triggers"] = pulumi.Output.from_input(props.get("triggers") or []).apply(
+                lambda t: [*t, identity]
+            )
+        else:
+            return None
+        return pulumi.ResourceTransformationResult(props, args.opts)
+
+    return [transform]
+
+
 def replica_name(base: str, index: int) -> str:
     """A component's name on replica `index` (1-based)."""
     return base if index == 1 else f"{base}@{index}"
@@ -67,10 +101,11 @@ def build_replicas(
                 key_resources=replicas[0].server.key_resources if replicas else None,
             ),
         )
+        on_server = runs_on(server.identity)
         provision = Provision(
             replica_name("provision", i),
             ProvisionArgs(spec=spec, connection=server.connection, sudo=server.sudo),
-            opts=pulumi.ResourceOptions(depends_on=[server]),
+            opts=pulumi.ResourceOptions(depends_on=[server], transformations=on_server),
         )
         # The URL users reach: the load balancer's, else this server's.
         address = front.ip if front is not None else server.address
@@ -78,7 +113,7 @@ def build_replicas(
         site = Site(
             replica_name("site", i),
             SiteArgs(spec=spec, connection=server.connection, url=url, sudo=server.sudo),
-            opts=pulumi.ResourceOptions(depends_on=[provision]),
+            opts=pulumi.ResourceOptions(depends_on=[provision], transformations=on_server),
         )
         replica = Replica(index=i, server=server, provision=provision, site=site, url=url)
         for app in spec.apps:
@@ -91,12 +126,12 @@ def build_replicas(
                     spec=spec, app=app, base_dir=base_dir, connection=server.connection, base_url=url,
                     sudo=server.sudo,
                 ),
-                opts=pulumi.ResourceOptions(depends_on=after),
+                opts=pulumi.ResourceOptions(depends_on=after, transformations=on_server),
             )
         replica.rotation = Rotation(
             replica_name("rotation", i),
             RotationArgs(spec=spec, connection=server.connection, sudo=server.sudo),
-            opts=pulumi.ResourceOptions(depends_on=[site, *replica.apps.values()]),
+            opts=pulumi.ResourceOptions(depends_on=[site, *replica.apps.values()], transformations=on_server),
         )
         replicas.append(replica)
     return replicas

@@ -41,6 +41,13 @@ def droplet_base_name(spec: StackSpec, stack: str) -> str:
     return spec.droplet_name or re.sub(r"[^A-Za-z0-9.-]+", "-", f"plumber-{stack}").strip("-.")
 
 
+def droplet_names(spec: StackSpec, base: str) -> list[str]:
+    """The droplets' names: the base name alone, or <base>-<i> per replica behind a load balancer."""
+    if spec.existing_host:
+        return []
+    return [base] if not spec.load_balanced else [f"{base}-{i}" for i in range(1, spec.replicas + 1)]
+
+
 def do_tag(text: str) -> str:
     """A valid DigitalOcean tag for `text` (letters, digits, ":", "-", "_"; 1-255: digitalocean/tag/tags.go)."""
     return re.sub(r"[^A-Za-z0-9:_-]", "-", text)[:255]
@@ -52,6 +59,7 @@ class Server(pulumi.ComponentResource):
     connection: remote.ConnectionArgs
     sudo: bool
     droplet: do.Droplet | None
+    identity: pulumi.Output[str] | None  # which machine the commands run on (a new droplet, a new one)
     ssh_keys: list[pulumi.Input[str]]
     key_resources: list[pulumi.Resource]
     project_urns: list[pulumi.Output[str]]
@@ -60,7 +68,11 @@ class Server(pulumi.ComponentResource):
         super().__init__(TYPE, name, None, opts)
         spec = args.spec
         child = pulumi.ResourceOptions(parent=self)
+        # Pulumi refuses to delete or replace these while `protect` (default true) is on: a
+        # replaced droplet is a new, empty server. README: "Changes that replace a server".
+        protected = pulumi.ResourceOptions(parent=self, protect=spec.protect)
         self.droplet = None
+        self.identity = None
         self.ipv6_address = None
         self.ssh_keys = []
         self.key_resources = []
@@ -73,7 +85,7 @@ class Server(pulumi.ComponentResource):
             mode = "existing"
         elif args.front is not None:
             user, port, mode = "root", 22, "droplet"
-            self._droplet(name, args, child, f"{droplet_base_name(spec, args.stack)}-{args.replica}")
+            self._droplet(name, args, child, droplet_names(spec, droplet_base_name(spec, args.stack))[args.replica - 1])
             assert self.droplet is not None
             # Usable once the load balancer's firewall guards it.
             self.address = pulumi.Output.all(self.droplet.ipv4_address, args.front.firewall.id).apply(lambda v: v[0])
@@ -96,7 +108,7 @@ class Server(pulumi.ComponentResource):
                 opts=child,
             )
             if spec.reserved_ip:
-                rip = do.ReservedIp(f"{name}-ip", region=spec.region, opts=child)
+                rip = do.ReservedIp(f"{name}-ip", region=spec.region, opts=protected)
                 assignment = do.ReservedIpAssignment(
                     f"{name}-ip-assignment",
                     ip_address=rip.ip_address,
@@ -175,9 +187,10 @@ class Server(pulumi.ComponentResource):
             # Never changes with apps: apps must never replace the droplet.
             user_data=render("cloud-init/user-data.yaml.j2"),
             **extra,
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=key_resources)),
+            opts=pulumi.ResourceOptions(parent=self, protect=spec.protect, depends_on=key_resources),
         )
         self.project_urns.append(self.droplet.droplet_urn)
+        self.identity = self.droplet.id.apply(lambda i: f"droplet {i}")
         if spec.ipv6:
             self.ipv6_address = self.droplet.ipv6_address
 

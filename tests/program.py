@@ -144,7 +144,6 @@ class MockCloud:
     ssh_keys: list[dict[str, Any]] = field(default_factory=list)
     droplets: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)  # "<stack>::<name>" -> (id, inputs)
     replaced: list[str] = field(default_factory=list)  # "<stack>::<name>" of each replacement, in order
-    droplet_lookups: list[dict[str, Any]] = field(default_factory=list)  # what getDroplets answers
 
     def droplet_id(self, stack: str, name: str, inputs: dict[str, Any]) -> str:
         base = 100000 + zlib.crc32(f"digitalocean:index/droplet:Droplet::{name}".encode()) % 900000
@@ -162,6 +161,17 @@ class MockCloud:
             kept["vpcUuid"] = old[1]["vpcUuid"]  # Optional+Computed: leaving it out keeps the old value
         self.droplets[key] = (rid, kept)
         return rid
+
+    def find_droplets(self, filters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """What getDroplets answers: the droplets on the account as the API reads them back."""
+        live = [
+            {"id": int(rid), "name": i["name"], "region": i["region"], "image": i["image"], "size": i["size"],
+             "monitoring": bool(i.get("monitoring")), "ipv6": bool(i.get("ipv6")), "vpcUuid": i.get("vpcUuid", "")}
+            for rid, i in self.droplets.values()
+        ]
+        for f in filters or []:
+            live = [d for d in live if str(d.get(f["key"])) in [str(v) for v in f["values"]]]
+        return live
 
     def find_ssh_keys(self, filters: list[dict[str, Any]]) -> list[dict[str, Any]]:
         keys = self.ssh_keys
@@ -219,7 +229,7 @@ class _Mocks(pulumi.runtime.Mocks):
             keys = self.cloud.find_ssh_keys(args.args.get("filters") or [])
             return {"id": "ssh-keys", "sshKeys": keys, "filters": args.args.get("filters")}, []
         if args.token == "digitalocean:index/getDroplets:getDroplets":
-            return {"id": "droplets", "droplets": self.cloud.droplet_lookups}, []
+            return {"id": "droplets", "droplets": self.cloud.find_droplets(args.args.get("filters") or [])}, []
         return {}, []
 
 

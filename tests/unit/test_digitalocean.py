@@ -165,3 +165,93 @@ def test_a_scaled_out_stack_keeps_its_vpc() -> None:
     vpc = r.named("network-vpc")
     assert ("lb-vpc", "urn:pulumi:scale::plumber-hosting::plumber-hosting:index:LoadBalancer::lb") in vpc.aliases
     assert vpc.inputs["name"] == "plumber-scale-vpc" and vpc.inputs["region"] == "fra1"
+
+
+# ------------------------------------------------------- 2. a replaced droplet
+
+ANOTHER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOu3bLzX7oTJbJ6rUQ5l9b3a3nq0zjfj0uBVtXqO6S2P other@laptop"
+# (stack, change) pairs that make DigitalOcean create a new droplet
+REPLACING: list[tuple[str, dict[str, Any]]] = [
+    ("dev", {"image": "ubuntu-24-04-x64"}),
+    ("dev", {"region": "ams3"}),
+    ("dev", {"ssh_public_key": ANOTHER_KEY}),
+    ("dev", {"monitoring": False}),
+    ("prod", {"ipv6": False}),
+    ("scale", {"image": "ubuntu-24-04-x64"}),
+]
+
+
+def commands_by_name(r: ProgramRun) -> dict[str, dict[str, Any]]:
+    return {c.name: c.inputs for c in r.commands}
+
+
+@pytest.mark.parametrize(("stack", "change"), REPLACING, ids=lambda v: v if isinstance(v, str) else ",".join(v))
+def test_a_replaced_droplet_gets_every_command_again(stack: str, change: dict[str, Any]) -> None:
+    """The commands reach a replaced droplet at the same (reserved) address: each must still change."""
+    cloud = MockCloud()
+    before = run(stack, cloud)
+    after = run(stack, cloud, protect=False, **change)
+    assert cloud.replaced, f"{change} should replace a droplet (ForceNew in resource_droplet.go)"
+    replaced = {k.split("::")[1] for k in cloud.replaced}
+    old, new = commands_by_name(before), commands_by_name(after)
+    for name, inputs in new.items():
+        server = "server-droplet" if "@" not in name else f"server@{name.split('@')[1].split('-')[0]}-droplet"
+        if server not in replaced:
+            continue
+        # a changed create/update (never a changed trigger): Pulumi runs `update` on the new droplet,
+        # and no delete of the old resource runs over the same address
+        assert inputs["create"] != old[name]["create"], f"{name} would not run on the new droplet"
+        assert inputs["update"] == inputs["create"] and "triggers" not in inputs
+        assert f"droplet {cloud.droplets[f'{stack}::{server}'][0]}" in inputs["create"]
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod", "scale"])
+def test_every_command_names_its_own_droplet(stack: str) -> None:
+    cloud = MockCloud()
+    r = run(stack, cloud)
+    assert r.commands
+    for c in r.commands:
+        replica = c.name.split("@")[1].split("-")[0] if "@" in c.name else None
+        server = f"server@{replica}-droplet" if replica else "server-droplet"
+        assert c.inputs["create"].startswith(f"# plumber-hosting: on droplet {cloud.droplets[f'{stack}::{server}'][0]}\n")
+
+
+def test_an_in_place_change_runs_no_command_again() -> None:
+    cloud = MockCloud()
+    before = commands_by_name(run("dev", cloud))
+    after = commands_by_name(run("dev", cloud, backups=True, tags=["dev", "team"]))
+    assert cloud.replaced == []
+    assert after == before
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod", "scale"])
+def test_droplets_and_the_reserved_ip_are_protected_by_default(stack: str) -> None:
+    r = run(stack)
+    guarded = [*r.of_type(DROPLET), *r.of_type(f"{DO}reservedIp:ReservedIp")]
+    assert guarded and all(x.protect for x in guarded)
+    lifted = run(stack, protect=False)
+    assert not any(x.protect for x in [*lifted.of_type(DROPLET), *lifted.of_type(f"{DO}reservedIp:ReservedIp")])
+
+
+@pytest.mark.parametrize(("stack", "change", "key"), [
+    ("dev", {"image": "ubuntu-24-04-x64"}, "image"),
+    ("dev", {"region": "ams3"}, "region"),
+    ("dev", {"monitoring": False}, "monitoring"),
+    ("prod", {"ipv6": False}, "ipv6"),
+    ("scale", {"region": "ams3"}, "region"),
+])
+def test_a_change_that_would_replace_a_protected_droplet_says_what_to_do(
+    stack: str, change: dict[str, Any], key: str
+) -> None:
+    from components.config import ConfigError
+
+    cloud = MockCloud()
+    run(stack, cloud)
+    with pytest.raises(ConfigError) as err:
+        run(stack, cloud, **change)
+    message = str(err.value)
+    assert f"plumber-hosting:{key}:" in message and "replaces droplet" in message
+    assert "pulumi config set plumber-hosting:protect false" in message
+    assert cloud.replaced == []
+    # an in-place change on the same account is fine
+    run(stack, cloud, size="s-2vcpu-4gb")
