@@ -9,7 +9,10 @@ stack that stays at one server sees no new names; replica i >= 2 adds
 An app's deploy on replica i waits for the same app's deploy on replica i-1:
 a release rolls across the servers one at a time, each health-gated by its
 deploy script, and a release that fails on one server stops there while the
-others keep serving the old one. Nothing a replica declares depends on the
+others keep serving the old one. Likewise droplet i waits for replica i-1's
+rotation: a droplet change (a resize powers the droplet off) reaches the next
+droplet only once the previous one serves again, and a new stack's droplets
+are built one after another. Nothing a replica declares depends on the
 number of replicas, so adding or removing one leaves the others untouched.
 """
 
@@ -99,6 +102,9 @@ def build_replicas(
                 vpc=network.vpc if network is not None else None,
                 ssh_keys=replicas[0].server.ssh_keys if replicas else None,
                 key_resources=replicas[0].server.key_resources if replicas else None,
+                # A droplet change (a resize powers it off) waits until the previous replica
+                # is back in the rotation: one droplet out of service at a time.
+                after=[previous.rotation.command] if previous is not None and previous.rotation else None,
             ),
         )
         on_server = runs_on(server.identity)
@@ -128,10 +134,15 @@ def build_replicas(
                 ),
                 opts=pulumi.ResourceOptions(depends_on=after, transformations=on_server),
             )
+        # The rotation also names the droplet's size: after a resize (in place, a power cycle)
+        # it runs again and so waits until the server serves again before the next one changes.
+        resized = (
+            runs_on(pulumi.Output.concat(server.identity, ", size ", spec.size)) if server.identity is not None else []
+        )
         replica.rotation = Rotation(
             replica_name("rotation", i),
             RotationArgs(spec=spec, connection=server.connection, sudo=server.sudo),
-            opts=pulumi.ResourceOptions(depends_on=[site, *replica.apps.values()], transformations=on_server),
+            opts=pulumi.ResourceOptions(depends_on=[site, *replica.apps.values()], transformations=resized),
         )
         replicas.append(replica)
     return replicas

@@ -34,6 +34,7 @@ class ServerArgs:
     vpc: do.Vpc | None = None  # the stack's VPC (components/network.py): every droplet is in it
     ssh_keys: list[pulumi.Input[str]] | None = None  # the first replica's, shared by the others
     key_resources: list[pulumi.Resource] | None = None  # the first replica's uploaded key, if any
+    after: list[pulumi.Resource] | None = None  # the previous replica serving: changes roll one droplet at a time
 
 
 def droplet_base_name(spec: StackSpec, stack: str) -> str:
@@ -187,7 +188,13 @@ class Server(pulumi.ComponentResource):
             # Never changes with apps: apps must never replace the droplet.
             user_data=render("cloud-init/user-data.yaml.j2"),
             **extra,
-            opts=pulumi.ResourceOptions(parent=self, protect=spec.protect, depends_on=key_resources),
+            # A size change powers the droplet off, resizes and powers it on (no graceful shutdown);
+            # resize_disk (provider default true) would grow the disk for good: a later downsize
+            # then fails. CPU and memory only unless the stack asks (digitalocean/droplet/resource_droplet.go).
+            resize_disk=spec.resize_disk,
+            opts=pulumi.ResourceOptions(
+                parent=self, protect=spec.protect, depends_on=[*key_resources, *(args.after or [])]
+            ),
         )
         self.project_urns.append(self.droplet.droplet_urn)
         self.identity = self.droplet.id.apply(lambda i: f"droplet {i}")

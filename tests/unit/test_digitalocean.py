@@ -213,7 +213,9 @@ def test_every_command_names_its_own_droplet(stack: str) -> None:
     for c in r.commands:
         replica = c.name.split("@")[1].split("-")[0] if "@" in c.name else None
         server = f"server@{replica}-droplet" if replica else "server-droplet"
-        assert c.inputs["create"].startswith(f"# plumber-hosting: on droplet {cloud.droplets[f'{stack}::{server}'][0]}\n")
+        first_line = c.inputs["create"].split("\n", 1)[0]
+        assert re.fullmatch(rf"# plumber-hosting: on droplet {cloud.droplets[f'{stack}::{server}'][0]}(, size .*)?",
+                            first_line), (c.name, first_line)
 
 
 def test_an_in_place_change_runs_no_command_again() -> None:
@@ -255,3 +257,38 @@ def test_a_change_that_would_replace_a_protected_droplet_says_what_to_do(
     assert cloud.replaced == []
     # an in-place change on the same account is fine
     run(stack, cloud, size="s-2vcpu-4gb")
+
+
+# ----------------------------------------------------------------- 6. resizing
+
+
+def test_a_resize_keeps_the_disk_unless_asked() -> None:
+    assert run("dev").named("server-droplet").inputs["resizeDisk"] is False  # provider default: true
+    assert run("dev", resize_disk=True).named("server-droplet").inputs["resizeDisk"] is True
+
+
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_droplet_changes_roll_one_replica_at_a_time(n: int) -> None:
+    """Droplet i changes only once replica i-1 is back in the rotation (its join re-ran after its own change)."""
+    cloud = MockCloud()
+    before = run("scale", cloud, replicas=n)
+    after = run("scale", cloud, replicas=n, size="s-2vcpu-4gb")
+    assert cloud.replaced == []  # a resize is in place
+    urn = {x.name: x.urn for x in after.resources}
+
+    def rep(base: str, i: int) -> str:
+        return base if i == 1 else f"{base}@{i}"
+
+    for i in range(2, n + 1):
+        droplet = after.named(f"{rep('server', i)}-droplet")
+        assert urn[f"{rep('rotation', i - 1)}-join"] in droplet.dependencies, f"droplet {i} does not wait for {i - 1}"
+    for i in range(1, n + 1):
+        join = after.named(f"{rep('rotation', i)}-join")
+        assert urn[f"{rep('server', i)}-droplet"] in join.dependencies
+    # what the size change runs again: each replica's rotation join (waits until it serves again), nothing else
+    old, new = commands_by_name(before), commands_by_name(after)
+    changed = sorted(name for name in new if new[name] != old[name])
+    assert changed == sorted(f"{rep('rotation', i)}-join" for i in range(1, n + 1))
+    join = after.named("rotation@2-join").inputs["create"]
+    assert "until [ -e /run/plumber-hosting-healthz/ok ]" in join
+    assert "sleep 30" in join  # the load balancer's 3 healthy checks, 10 s apart
