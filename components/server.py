@@ -19,9 +19,10 @@ from pulumi_command import remote
 from components.account import ssh_key_on_account
 from components.config import StackSpec
 from components.loadbalancer import LoadBalancer, outbound_rules
-from components.render import render
+from components.render import remote_script, render
 
 TYPE = "plumber-hosting:index:Server"
+IPV6_TIMEOUT = 60  # seconds the server has to hold its IPv6 address once it answers SSH
 
 
 @dataclass
@@ -133,6 +134,8 @@ class Server(pulumi.ComponentResource):
             dial_error_limit=30,
             per_dial_timeout=15,
         )
+        if spec.ipv6 and self.droplet is not None and args.front is None:
+            self.ipv6_address = self._answered_ipv6(name)
         self.ssh_command = self.address.apply(
             lambda a: f"ssh {'-p ' + str(port) + ' ' if port != 22 else ''}{user}@{a}"
         )
@@ -198,6 +201,30 @@ class Server(pulumi.ComponentResource):
         )
         self.project_urns.append(self.droplet.droplet_urn)
         self.identity = self.droplet.id.apply(lambda i: f"droplet {i}")
-        if spec.ipv6:
-            self.ipv6_address = self.droplet.ipv6_address
+
+    def _answered_ipv6(self, name: str) -> pulumi.Output[str]:
+        """The droplet's IPv6 address, once the server itself holds it (for the AAAA record).
+
+        Turned on for an existing droplet, ipv6 is enabled in place and the provider
+        only warns that the OS needs configuring (resource_droplet.go, "Enabling IPv6
+        requires additional OS-level configuration"): until it is, this command fails
+        and no AAAA record points at an address that does not answer.
+        """
+        assert self.droplet is not None and self.identity is not None
+        script = pulumi.Output.concat(
+            "# plumber-hosting: on ", self.identity, "\n",  # as every command (components/fleet.py runs_on)
+            self.droplet.ipv6_address.apply(
+                lambda a: remote_script(render("scripts/check-ipv6.sh.j2", address=a, timeout=IPV6_TIMEOUT))
+            ),
+        )
+        check = remote.Command(
+            f"{name}-ipv6",
+            connection=self.connection,
+            create=script,
+            update=script,
+            add_previous_output_in_env=False,
+            logging=remote.Logging.STDERR,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return check.stdout.apply(lambda out: (out or "").strip().splitlines()[-1] if (out or "").strip() else "")
 

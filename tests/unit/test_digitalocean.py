@@ -10,7 +10,9 @@ server replaced" is a question about ids across runs, as on a real account.
 from __future__ import annotations
 
 import copy
+import os
 import re
+import shutil
 from typing import Any
 
 import pytest
@@ -292,3 +294,51 @@ def test_droplet_changes_roll_one_replica_at_a_time(n: int) -> None:
     join = after.named("rotation@2-join").inputs["create"]
     assert "until [ -e /run/plumber-hosting-healthz/ok ]" in join
     assert "sleep 30" in join  # the load balancer's 3 healthy checks, 10 s apart
+
+
+# ------------------------------------------------------------------- 8. IPv6
+
+
+def test_aaaa_only_for_an_address_the_server_holds() -> None:
+    """The AAAA record takes its value from a check on the server, not from the droplet's attributes."""
+
+    def engine(res: Any) -> dict[str, str]:
+        return {"stdout": "2001:db8::10"} if res.name == "server-ipv6" else {}
+
+    r = run_program(config("prod"), stack="prod", on_register=engine)
+    check = r.named("server-ipv6")
+    aaaa = next(x for x in r.of_type(f"{DO}dnsRecord:DnsRecord") if x.inputs["type"] == "AAAA")
+    assert check.urn in aaaa.dependencies and aaaa.inputs["value"] == "2001:db8::10"
+    script = check.inputs["create"]
+    assert "ip -6 -o addr show scope global to \"$ADDR/128\"" in script and "ADDR=2001:db8::10" in script
+    assert "no AAAA record is published" in script
+    # without ipv6 there is nothing to check
+    assert not [c for c in run("dev").commands if c.name == "server-ipv6"]
+
+
+def test_the_ipv6_check_fails_for_an_address_the_server_does_not_hold(tmp_path: Any) -> None:
+    import subprocess
+
+    from components.render import render
+
+    script = tmp_path / "check.sh"
+    script.write_text(render("scripts/check-ipv6.sh.j2", address="2001:db8:dead::1", timeout=1))
+    proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert "does not hold its address 2001:db8:dead::1" in proc.stderr and "ipv6 false" in proc.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root for a private network namespace")
+def test_the_ipv6_check_answers_the_address_the_server_holds(tmp_path: Any) -> None:
+    """In a network namespace of its own holding the address (written differently), the check prints it."""
+    import subprocess
+
+    from components.render import render
+
+    script = tmp_path / "check.sh"
+    script.write_text(render("scripts/check-ipv6.sh.j2", address="2001:0db8:dead:0::1", timeout=5))
+    setup = "ip link set lo up && ip -6 addr add 2001:db8:dead::1/128 dev lo nodad && exec bash \"$0\""
+    proc = subprocess.run(["unshare", "-n", "bash", "-c", setup, str(script)], capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "2001:0db8:dead:0::1\n"
