@@ -342,3 +342,69 @@ def test_the_ipv6_check_answers_the_address_the_server_holds(tmp_path: Any) -> N
                           timeout=30)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "2001:0db8:dead:0::1\n"
+
+
+# ------------------------------------------------------- 9. failure messages
+
+SECRETS = {
+    "API_TOKEN": "tok-9f8e7d6c5b4a",
+    "DB_URL": "postgres://app:tok-9f8e7d6c5b4a@db.internal/app",  # holds the token: shown whole
+    "ODD": 'q"uo\\te $HOME `x` & | ; *',
+}
+
+
+def _env_file_on_server(deploy_stdin: str) -> str:
+    """app.env as the deploy unpacks it from its standard input (base64 of a tar.gz)."""
+    import base64
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(deploy_stdin)), mode="r:gz") as tar:
+        member = tar.extractfile("app.env")
+        assert member is not None
+        return member.read().decode()
+
+
+def test_a_failed_deploy_shows_no_secret_value(tmp_path: Any) -> None:
+    """The worker's journal tail a failed health check prints goes through redact_secrets first."""
+    import subprocess
+
+    from tests.static.rendered import script_of
+
+    cfg = config("dev")
+    cfg["apps"][0]["secret_env"] = dict(SECRETS)
+    r = run_program(cfg, stack="dev", secret_keys=("ssh_private_key", "apps"))
+    deploy = r.named("hello-deploy").inputs
+    script = script_of(deploy["create"])
+    assert not any(v in deploy["create"] for v in SECRETS.values()), "a secret on the command line"
+    # the one place a script prints what an app wrote: the failed worker's journal
+    journal_lines = [line for line in script.splitlines() if "journalctl -u \"$u\"" in line]
+    assert journal_lines and all('| redact_secrets "$ENV_FILE" "$(backup "$ENV_FILE")" >&2' in x for x in journal_lines)
+
+    func = re.search(r"^redact_secrets\(\) \{\n.*?^\}\n", script, re.S | re.M)
+    assert func, "no redact_secrets in the deploy script"
+    env = tmp_path / "hello.env"
+    env.write_text(_env_file_on_server(deploy["stdin"]))
+    old = tmp_path / "old.env"  # the previous release's env file, kept for a rollback
+    old.write_text('# Managed by plumber-hosting\nGREETING="hi"\n# secret_env: ...\nAPI_TOKEN="tok-old-0123"\n')
+    journal = (
+        f"Running plumber API at http://127.0.0.1:10000 with token {SECRETS['API_TOKEN']}\n"
+        f"connecting to {SECRETS['DB_URL']} failed\n"
+        f"odd: {SECRETS['ODD']}\n"
+        "the previous token was tok-old-0123; GREETING is hello from dev\n"
+    )
+    proc = subprocess.run(
+        ["bash", "-c", func.group(0) + 'redact_secrets "$1" "$2" "$3"', "redact", str(env), str(old),
+         str(tmp_path / "missing.env")],
+        input=journal, capture_output=True, text=True, timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    for value in [*SECRETS.values(), "tok-old-0123"]:
+        assert value not in out
+    assert out.splitlines() == [
+        "Running plumber API at http://127.0.0.1:10000 with token [secret API_TOKEN]",
+        "connecting to [secret DB_URL] failed",
+        "odd: [secret ODD]",
+        "the previous token was [secret API_TOKEN]; GREETING is hello from dev",  # plain env stays readable
+    ]
