@@ -14,7 +14,7 @@ from components.droplet_rules import check_replacements
 from components.fleet import build_replicas
 from components.loadbalancer import LoadBalancer, LoadBalancerArgs
 from components.monitoring import Monitoring, MonitoringArgs
-from components.network import Network, NetworkArgs
+from components.network import Network, NetworkArgs, vpc_name
 from components.project import Project, ProjectArgs
 from components.server import droplet_base_name, droplet_names
 
@@ -23,7 +23,7 @@ BASE_DIR = Path(__file__).resolve().parent
 spec = load_spec(BASE_DIR)  # every config error is raised here, before any resource
 stack = pulumi.get_stack()
 droplet_name = droplet_base_name(spec, stack)
-check_replacements(spec, droplet_names(spec, droplet_name))  # a protected droplet it would replace
+check_replacements(spec, droplet_names(spec, droplet_name), vpc_name(droplet_name))  # a protected droplet it would replace
 
 # Every droplet lives in the stack's VPC from the first `up` (replicas changes never move one).
 network = Network("network", NetworkArgs(spec=spec, droplet_name=droplet_name)) if not spec.existing_host else None

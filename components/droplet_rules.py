@@ -35,11 +35,11 @@ def droplet_problems(spec: StackSpec) -> list[tuple[str, str]]:
 UNPROTECT = (
     "To replace it on purpose: pulumi config set plumber-hosting:protect false, pulumi up "
     "(a new droplet; every command runs again on it), then pulumi config rm plumber-hosting:protect. "
-    "To keep the server, set the key back. See README, 'Changes that replace a server'."
+    "See README, 'Changes that replace a server'."
 )
 
 
-def replacement_problems(spec: StackSpec, droplet_names: list[str]) -> list[tuple[str, str]]:
+def replacement_problems(spec: StackSpec, droplet_names: list[str], vpc_name: str) -> list[tuple[str, str]]:
     """With ``protect`` on, a config change that would replace a live droplet, named before anything runs.
 
     Looks the stack's droplets up on the account (the provider's getDroplets data source).
@@ -58,16 +58,22 @@ def replacement_problems(spec: StackSpec, droplet_names: list[str]) -> list[tupl
             changes.append(("monitoring", f"{str(d.monitoring).lower()} -> {str(spec.monitoring).lower()}"))
         if d.ipv6 and not spec.ipv6:
             changes.append(("ipv6", "true -> false (turning it on is done in place, turning it off is not)"))
+        if d.vpc_uuid and do.get_vpc(id=d.vpc_uuid).name != vpc_name:
+            # made before every droplet lived in the stack's VPC (components/network.py): vpc_uuid is ForceNew
+            changes.append(("protect", f"droplet {d.name} is not in the stack's VPC {vpc_name} (it was made "
+                                       "before this version put every droplet there); moving it"))
         for key, change in changes:
+            keep = "To keep the server, set the key back. " if key != "protect" else ""
             out.append((key, f"{change} replaces droplet {d.name}: a new, empty server; the old one and "
-                             f"everything on its disk are deleted. protect is on, so Pulumi would refuse. {UNPROTECT}"))
+                             f"everything on its disk are deleted. protect is on, so Pulumi would refuse. "
+                             f"{keep}{UNPROTECT}"))
     return out
 
 
-def check_replacements(spec: StackSpec, droplet_names: list[str]) -> None:
+def check_replacements(spec: StackSpec, droplet_names: list[str], vpc_name: str) -> None:
     """Raise one ConfigError naming every key whose change would replace a protected droplet."""
     from components.config import ConfigError, format_problems
 
-    problems = replacement_problems(spec, droplet_names)
+    problems = replacement_problems(spec, droplet_names, vpc_name)
     if problems:
         raise ConfigError(format_problems(problems))

@@ -20,6 +20,10 @@ from components.config import StackSpec
 TYPE = "plumber-hosting:index:Network"
 
 
+def vpc_name(droplet_name: str) -> str:
+    return f"{droplet_name}-vpc"
+
+
 @dataclass
 class NetworkArgs:
     spec: StackSpec
@@ -36,7 +40,7 @@ class Network(pulumi.ComponentResource):
         old_parent = f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::plumber-hosting:index:LoadBalancer::lb"
         self.vpc = do.Vpc(
             f"{name}-vpc",
-            name=f"{args.droplet_name}-vpc",
+            name=vpc_name(args.droplet_name),
             region=args.spec.region,
             description="plumber-hosting: the stack's droplets (and load balancer)",
             opts=pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(name="lb-vpc", parent=old_parent)]),

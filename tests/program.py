@@ -144,6 +144,7 @@ class MockCloud:
     ssh_keys: list[dict[str, Any]] = field(default_factory=list)
     droplets: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)  # "<stack>::<name>" -> (id, inputs)
     replaced: list[str] = field(default_factory=list)  # "<stack>::<name>" of each replacement, in order
+    vpcs: dict[str, str] = field(default_factory=dict)  # id -> name; a droplet made without vpc_uuid is in default-<region>
 
     def droplet_id(self, stack: str, name: str, inputs: dict[str, Any]) -> str:
         base = 100000 + zlib.crc32(f"digitalocean:index/droplet:Droplet::{name}".encode()) % 900000
@@ -166,7 +167,8 @@ class MockCloud:
         """What getDroplets answers: the droplets on the account as the API reads them back."""
         live = [
             {"id": int(rid), "name": i["name"], "region": i["region"], "image": i["image"], "size": i["size"],
-             "monitoring": bool(i.get("monitoring")), "ipv6": bool(i.get("ipv6")), "vpcUuid": i.get("vpcUuid", "")}
+             "monitoring": bool(i.get("monitoring")), "ipv6": bool(i.get("ipv6")),
+             "vpcUuid": i.get("vpcUuid") or f"default-{i['region']}"}
             for rid, i in self.droplets.values()
         ]
         for f in filters or []:
@@ -216,6 +218,9 @@ class _Mocks(pulumi.runtime.Mocks):
             state["ipv4_address"] = f"203.0.113.{9 + replica}"
             state["ipv6_address"] = f"2001:db8::{9 + replica}"
             rid = self.cloud.droplet_id(pulumi.get_stack(), args.name, dict(args.inputs))
+        if args.typ == "digitalocean:index/vpc:Vpc":  # VPC ids are account-wide: one per stack
+            rid = str(100000 + zlib.crc32(f"{pulumi.get_stack()}::{args.typ}::{args.name}".encode()) % 900000)
+            self.cloud.vpcs[rid] = str(args.inputs.get("name"))
         if args.typ == "digitalocean:index/sshKey:SshKey":  # DigitalOcean's MD5 fingerprint of the key
             digest = hashlib.md5(base64.b64decode(str(args.inputs["publicKey"]).split()[1])).hexdigest()
             state["fingerprint"] = ":".join(digest[i : i + 2] for i in range(0, 32, 2))
@@ -230,6 +235,12 @@ class _Mocks(pulumi.runtime.Mocks):
             return {"id": "ssh-keys", "sshKeys": keys, "filters": args.args.get("filters")}, []
         if args.token == "digitalocean:index/getDroplets:getDroplets":
             return {"id": "droplets", "droplets": self.cloud.find_droplets(args.args.get("filters") or [])}, []
+        if args.token == "digitalocean:index/getVpc:getVpc":
+            vid = str(args.args["id"])
+            name = self.cloud.vpcs.get(vid) or (vid if vid.startswith("default-") else None)
+            if name is None:
+                raise RuntimeError(f"no VPC {vid}")
+            return {"id": vid, "name": name}, []
         return {}, []
 
 
