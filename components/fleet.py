@@ -57,8 +57,8 @@ def runs_on(identity: pulumi.Input[str] | None) -> list[pulumi.ResourceTransform
                 if props.get(op) is not None:
                     props[op] = pulumi.Output.concat("# plumber-hosting: on ", identity, "\n", props[op])
         elif args.type_ == "command:remote:CopyToRemote":
-            props["triggers"] = pulumi.Output.from_input(props.get("triggers") or []).apply(
-                lambda t: [*t, identity]
+            props["triggers"] = pulumi.Output.all(props.get("triggers") or [], identity).apply(
+                lambda v: [*v[0], v[1]]
             )
         else:
             return None

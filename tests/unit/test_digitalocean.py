@@ -425,3 +425,38 @@ def test_a_failed_deploy_shows_no_secret_value(tmp_path: Any) -> None:
         "odd: [secret ODD]",
         "the previous token was [secret API_TOKEN]; GREETING is hello from dev",  # plain env stays readable
     ]
+
+
+def test_a_file_copied_to_a_server_is_copied_again_to_a_new_droplet() -> None:
+    """A CopyToRemote has no script to carry the droplet's identity: its triggers do (a new copy)."""
+    import pulumi
+    from pulumi_command import remote
+
+    from components.fleet import runs_on
+    from tests.program import _Mocks
+
+    seen: dict[str, Any] = {}
+
+    class Recorder(_Mocks):
+        def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+            seen[args.name] = args.inputs
+            return super().new_resource(args)
+
+    pulumi.runtime.set_mocks(Recorder(), project="plumber-hosting", stack="dev", preview=False)
+
+    class Holder(pulumi.ComponentResource):
+        def __init__(self) -> None:
+            super().__init__("test:index:Holder", "holder", None,
+                             pulumi.ResourceOptions(transformations=runs_on(pulumi.Output.from_input("droplet 7"))))
+            conn = remote.ConnectionArgs(host="192.0.2.1")
+            remote.CopyToRemote("copy", connection=conn, source=pulumi.FileAsset(__file__),
+                                remote_path="/tmp/x", triggers=["v1"], opts=pulumi.ResourceOptions(parent=self))
+            remote.Command("cmd", connection=conn, create="true", opts=pulumi.ResourceOptions(parent=self))
+
+    @pulumi.runtime.test
+    def declare() -> None:
+        Holder()
+
+    declare()
+    assert seen["copy"]["triggers"] == ["v1", "droplet 7"]
+    assert seen["cmd"]["create"] == "# plumber-hosting: on droplet 7\ntrue"
