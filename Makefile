@@ -61,8 +61,9 @@ lab-status:
 clean: lab-down
 	rm -rf .lab/machines .pytest_cache
 
-## bench: requests/s per worker count, proxy overhead, plumberDeploy baseline, program scale; writes
-## bench/results.md and bench/results.png. Uses the lab (starts it if down and stops it again; leaves a
+## bench: requests/s per worker count, proxy overhead, plumberDeploy baseline, program scale, app transport
+## (state per app, copy and deploy seconds; bench/state.py); writes bench/results.md, bench/results.png and
+## bench/results-transport.png. Uses the lab (starts it if down and stops it again; leaves a
 ## running lab up); about 6 minutes. Run nothing else on the machine meanwhile.
 bench: deps
 	@$(PYTHON) -m pip install -q -r bench/requirements.txt

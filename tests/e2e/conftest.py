@@ -49,7 +49,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 def _kind(command: str) -> str:
     """`hello-deploy` -> `<app>-deploy`: the command's script, not the app (nor the replica)."""
     command = re.sub(r"@\d+", "", command)
-    for suffix in ("-deploy", "-probe"):
+    for suffix in ("-deploy", "-upload"):
         if command.endswith(suffix):
             return "<app>" + suffix
     return command

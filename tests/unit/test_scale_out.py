@@ -17,7 +17,7 @@ from components.config import ConfigError
 from tests.conftest import TEST_KEY
 from tests.program import ProgramRun, run_program, stack_config
 from tests.static.rendered import script_of
-from tests.unit.graphs import DNS, NEW_FOR_EVERY_STACK, SINGLE_SERVER
+from tests.unit.graphs import COPY, DNS, NEW_FOR_EVERY_STACK, SINGLE_SERVER, inputs_by_name
 from tests.unit.test_config import D, with_
 
 DO = "digitalocean:index/"
@@ -44,8 +44,7 @@ def run(n: int, **overrides: Any) -> ProgramRun:
     return run_program(scale_config(n, **overrides), stack="scale", secret_keys=("ssh_private_key", "alerts"))
 
 
-def by_name(r: ProgramRun) -> dict[str, dict[str, Any]]:
-    return {x.name: x.inputs for x in r.resources}
+by_name = inputs_by_name
 
 
 def urns(r: ProgramRun) -> dict[str, str]:
@@ -101,9 +100,9 @@ def test_n_replicas_behind_a_load_balancer(n: int) -> None:
             (f"{DO}droplet:Droplet", "server", "droplet"),
             (CMD, "provision", "server"),
             (CMD, "site", "nginx"),
-            (CMD, "hello", "probe"),
+            (COPY, "hello", "upload"),
             (CMD, "hello", "deploy"),
-            (CMD, "hashing", "probe"),
+            (COPY, "hashing", "upload"),
             (CMD, "hashing", "deploy"),
             (CMD, "rotation", "join"),
         ]
@@ -287,7 +286,7 @@ def test_changing_n_touches_no_other_replica(before: int, after: int) -> None:
     kept = min(before, after)
     for i in range(1, kept + 1):
         for name in [f"{replica('server', i)}-droplet", f"{replica('provision', i)}-server",
-                     f"{replica('site', i)}-nginx", f"{replica('hello', i)}-deploy", f"{replica('hello', i)}-probe",
+                     f"{replica('site', i)}-nginx", f"{replica('hello', i)}-deploy", f"{replica('hello', i)}-upload",
                      f"{replica('hashing', i)}-deploy", f"{replica('rotation', i)}-join"]:
             assert a[name] == b[name], f"{name} changed going from {before} to {after} replicas"
     for name in ("lb-balancer", "lb-firewall", "network-vpc", "lb-tag", "lb-certificate", "server-key", "dns-a"):
