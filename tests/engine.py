@@ -260,7 +260,7 @@ class Engine:
         if prev is not None:
             old = prev["inputs"]
             if old["source"].get("hash") == source.get("hash") and old["remotePath"] == remote_path:
-                result.steps.append(Step(res.name, op, 0.0, type=COPY, runner="none"))
+                result.steps.append(Step(res.name, op, 0.0, started=time.time(), type=COPY, runner="none"))
                 return {}
         wall = time.time()
         kw = {"text": source["text"]} if source["__asset"] == "string" else {"path": source["abspath"]}
@@ -276,7 +276,7 @@ class Engine:
         if entry["type"] == COMMAND:
             self._run(entry, op, entry["inputs"].get("delete"), result)
         elif entry["type"] == COPY:
-            result.steps.append(Step(entry["name"], op, 0.0, type=COPY, runner="none"))
+            result.steps.append(Step(entry["name"], op, 0.0, started=time.time(), type=COPY, runner="none"))
 
     # ---- operations ----
 

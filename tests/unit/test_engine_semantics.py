@@ -40,6 +40,9 @@ class Recording(Engine):
             raise CommandFailedError(getattr(res, "urn", "") or res["urn"], op, "Process exited with status 1")  # type: ignore[index]
         return {"stdout": "", "stderr": ""}
 
+    def _copy(self, res: Declared, op: str, result: UpResult, prev: Any = None) -> dict[str, str]:
+        return self._run(res, op, "copy", result)
+
 
 @pytest.fixture
 def cfg(tmp_path: Path) -> dict[str, Any]:
@@ -61,7 +64,7 @@ def test_deletes_run_after_every_create_and_update(tmp_path: Path, cfg: dict[str
     ran = eng.deploy(changed, "local")[1].ran
     first_delete = min(i for i, r in enumerate(ran) if r.startswith("delete"))
     assert all(r.startswith("delete") for r in ran[first_delete:]), ran
-    assert {"update hello-deploy", "delete extra-deploy", "delete extra-probe"} <= set(ran), ran
+    assert {"update hello-deploy", "delete extra-deploy", "delete extra-upload"} <= set(ran), ran
 
 
 def test_deletes_go_in_parallel_antichains(tmp_path: Path, cfg: dict[str, Any]) -> None:
@@ -74,7 +77,7 @@ def test_deletes_go_in_parallel_antichains(tmp_path: Path, cfg: dict[str, Any]) 
     deploys = [steps[f"{a}-deploy"] for a in ("hello", "hashing", "extra")]
     assert max(s.started for s in deploys) < min(s.started + s.seconds for s in deploys)
     # a dependency is deleted only after what depends on it
-    assert steps["hello-probe"].started >= steps["hello-deploy"].started + steps["hello-deploy"].seconds
+    assert steps["hello-upload"].started >= steps["hello-deploy"].started + steps["hello-deploy"].seconds
     assert steps["provision-server"].started >= max(s.started + s.seconds for s in deploys)
     assert steps["rotation-join"].started < steps["hello-deploy"].started  # out of rotation before apps go
     assert eng.load() == []
@@ -94,7 +97,7 @@ def test_after_the_first_failure_no_step_starts_and_nothing_is_deleted(tmp_path:
         eng.deploy(changed, "local")
     assert failed.value.program is not None
     after = {r["urn"]: r for r in eng.load()}
-    assert {r["name"] for r in after.values()} >= {"extra-deploy", "extra-probe"}  # no delete phase
+    assert {r["name"] for r in after.values()} >= {"extra-deploy", "extra-upload"}  # no delete phase
     hello = next(u for u in after if u.endswith("::hello-deploy"))
     assert after[hello] == before[hello]  # the failed update keeps the old state
 
@@ -122,13 +125,13 @@ def test_preview_of_a_code_change_plans_that_apps_updates_with_unknown_stdin(tmp
     plumber = Path(cfg["apps"][0]["source"]) / "plumber.R"
     plumber.write_text(plumber.read_text() + "\n# changed\n")
     plan = eng.preview(cfg, "local")
-    assert plan.changes(None) == {"hello-probe": "update", "hello-deploy": "update"}
-    assert plan.unknown_inputs == {"hello-deploy": ["stdin"]}  # the probe's stdout is unknown
+    assert plan.changes(None) == {"hello-upload": "update", "hello-deploy": "update"}
+    assert plan.unknown_inputs == {}  # the code travels by CopyToRemote: the deploy's stdin (env file) is known
     removed = copy.deepcopy(cfg)
     removed["apps"] = removed["apps"][:1]
-    assert eng.preview(removed, "local").changes() == {
-        "hello-probe": "update", "hello-deploy": "update",
-        "hashing-probe": "delete", "hashing-deploy": "delete", "extra-probe": "delete", "extra-deploy": "delete"}
+    assert eng.preview(removed, "local").changes(None) == {
+        "hello-upload": "update", "hello-deploy": "update", "hashing": "delete", "extra": "delete",
+        "hashing-upload": "delete", "hashing-deploy": "delete", "extra-upload": "delete", "extra-deploy": "delete"}
 
 
 def test_copy_to_remote_copies_on_create_and_on_hash_or_path_change_only(tmp_path: Path, monkeypatch: Any) -> None:
