@@ -14,16 +14,18 @@ from components.droplet_rules import check_replacements
 from components.fleet import build_replicas
 from components.loadbalancer import LoadBalancer, LoadBalancerArgs
 from components.monitoring import Monitoring, MonitoringArgs
-from components.network import Network, NetworkArgs, vpc_name
+from components.network import Network, NetworkArgs
 from components.project import Project, ProjectArgs
-from components.server import droplet_base_name, droplet_names
+from components.server import droplet_base_name
 
 BASE_DIR = Path(__file__).resolve().parent
 
 spec = load_spec(BASE_DIR)  # every config error is raised here, before any resource
 stack = pulumi.get_stack()
 droplet_name = droplet_base_name(spec, stack)
-check_replacements(spec, droplet_names(spec, droplet_name), vpc_name(droplet_name))  # a protected droplet it would replace
+# A protected droplet a change would replace is an error here; an older one-server stack's droplet
+# outside the stack's VPC stays there.
+outside_vpc = check_replacements(spec, droplet_name)
 
 # Every droplet lives in the stack's VPC from the first `up` (replicas changes never move one).
 network = Network("network", NetworkArgs(spec=spec, droplet_name=droplet_name)) if not spec.existing_host else None
@@ -41,6 +43,7 @@ replicas = build_replicas(
     stack=stack,
     front=front,
     network=network,
+    outside_vpc=outside_vpc,
 )
 first = replicas[0]
 address = front.ip if front is not None else first.server.address

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pulumi
 import pulumi_digitalocean as do
 
 if TYPE_CHECKING:
@@ -39,15 +40,19 @@ UNPROTECT = (
 )
 
 
-def replacement_problems(spec: StackSpec, droplet_names: list[str], vpc_name: str) -> list[tuple[str, str]]:
-    """With ``protect`` on, a config change that would replace a live droplet, named before anything runs.
+def replacement_problems(
+    spec: StackSpec, droplet_names: list[str], vpc_name: str
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """With ``protect`` on, a config change that would replace a live droplet, named before anything runs;
+    and the live droplets that stay outside the stack's VPC (made before it existed, one-server stack).
 
     Looks the stack's droplets up on the account (the provider's getDroplets data source).
     """
-    if spec.existing_host or not spec.protect:
-        return []
+    if spec.existing_host:
+        return [], []
     live = do.get_droplets(filters=[do.GetDropletsFilterArgs(key="name", values=droplet_names)]).droplets
     out: list[tuple[str, str]] = []
+    outside: list[str] = []
     for d in sorted(live, key=lambda d: d.name):
         changes: list[tuple[str, str]] = []
         if d.region and d.region != spec.region:
@@ -59,21 +64,45 @@ def replacement_problems(spec: StackSpec, droplet_names: list[str], vpc_name: st
         if d.ipv6 and not spec.ipv6:
             changes.append(("ipv6", "true -> false (turning it on is done in place, turning it off is not)"))
         if d.vpc_uuid and do.get_vpc(id=d.vpc_uuid).name != vpc_name:
-            # made before every droplet lived in the stack's VPC (components/network.py): vpc_uuid is ForceNew
-            changes.append(("protect", f"droplet {d.name} is not in the stack's VPC {vpc_name} (it was made "
-                                       "before this version put every droplet there); moving it"))
+            # Made before every droplet lived in the stack's VPC (components/network.py). vpc_uuid is ForceNew
+            # but Optional+Computed (digitalocean/droplet/resource_droplet.go): left out, it is no change, so
+            # a one-server stack keeps its droplet where it is; behind a load balancer it must be in the VPC.
+            if spec.replica_count == 1 or not spec.protect:
+                outside.append(d.name)
+            if spec.replica_count >= 2:
+                changes.append(("replicas", f"droplet {d.name} is not in the stack's VPC {vpc_name} (it was made "
+                                            "before this version put every droplet there), and replicas >= 2 "
+                                            "needs it there; moving it"))
+        if not spec.protect:
+            continue  # replaced on purpose: Pulumi carries it out
         for key, change in changes:
             keep = "To keep the server, set the key back. " if key != "protect" else ""
             out.append((key, f"{change} replaces droplet {d.name}: a new, empty server; the old one and "
                              f"everything on its disk are deleted. protect is on, so Pulumi would refuse. "
                              f"{keep}{UNPROTECT}"))
-    return out
+    return out, outside
 
 
-def check_replacements(spec: StackSpec, droplet_names: list[str], vpc_name: str) -> None:
-    """Raise one ConfigError naming every key whose change would replace a protected droplet."""
+def check_replacements(spec: StackSpec, base_name: str) -> bool:
+    """Raise one ConfigError naming every key whose change would replace a protected droplet.
+
+    Returns whether the one-server stack's droplet stays outside the stack's VPC (an older stack: its
+    droplet is left where it is rather than replaced; scaling out then needs the replacement).
+    """
     from components.config import ConfigError, format_problems
+    from components.network import vpc_name as stack_vpc_name
+    from components.server import droplet_names
 
-    problems = replacement_problems(spec, droplet_names, vpc_name)
+    # The first replica's droplet may still carry the one-server name (it is renamed in place).
+    names = [*([base_name] if spec.load_balanced else []), *droplet_names(spec, base_name)]
+    vpc_name = stack_vpc_name(base_name)
+    problems, outside = replacement_problems(spec, names, vpc_name)
     if problems:
         raise ConfigError(format_problems(problems))
+    keep = bool(outside) and spec.replica_count == 1 and spec.protect
+    if keep:
+        pulumi.log.warn(
+            f"droplet {outside[0]} predates the stack's VPC {vpc_name}; it stays where it is. Scaling out "
+            "(replicas >= 2) will need it replaced: see README, 'Changes that replace a server'."
+        )
+    return keep

@@ -91,7 +91,9 @@ def build_replicas(
     stack: str,
     front: LoadBalancer | None,
     network: Network | None = None,
+    outside_vpc: bool = False,
 ) -> list[Replica]:
+    """``outside_vpc``: the (only) droplet predates the stack's VPC and stays out of it."""
     replicas: list[Replica] = []
     for i in range(1, spec.replica_count + 1):
         previous = replicas[-1] if replicas else None
@@ -99,7 +101,7 @@ def build_replicas(
             replica_name("server", i),
             ServerArgs(
                 spec=spec, private_key=private_key, stack=stack, replica=i, front=front,
-                vpc=network.vpc if network is not None else None,
+                vpc=network.vpc if network is not None and not outside_vpc else None,
                 ssh_keys=replicas[0].server.ssh_keys if replicas else None,
                 key_resources=replicas[0].server.key_resources if replicas else None,
                 # A droplet change (a resize powers it off) waits until the previous replica

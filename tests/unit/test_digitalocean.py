@@ -262,21 +262,28 @@ def test_a_change_that_would_replace_a_protected_droplet_says_what_to_do(
 
 
 
-def test_a_droplet_made_before_the_stack_had_its_vpc_is_not_moved_silently() -> None:
-    """A one-server stack from before components/network.py has its droplet in the region's default VPC;
-    its protect flag is not in the state yet, so Pulumi alone would replace it on the first `up`."""
+def test_a_droplet_made_before_the_stack_had_its_vpc_stays_where_it_is() -> None:
+    """A one-server stack from before components/network.py has its droplet in the region's default VPC.
+    vpc_uuid is ForceNew but Optional+Computed: left out it is no change, so the droplet stays (a warning);
+    scaling out, which needs it in the VPC, is an error naming what to do; protect: false replaces it."""
+    from components.config import ConfigError
+
     cloud = MockCloud()
     run("dev", cloud)
     rid, inputs = cloud.droplets["dev::server-droplet"]
     cloud.droplets["dev::server-droplet"] = (rid, {k: v for k, v in inputs.items() if k != "vpcUuid"})  # as made then
-    from components.config import ConfigError
-
+    again = run("dev", cloud)
+    assert "vpcUuid" not in again.named("server-droplet").inputs
+    assert cloud.replaced == []
+    assert any("predates the stack's VPC plumber-dev-vpc" in w for w in again.warnings), again.warnings
     with pytest.raises(ConfigError) as err:
-        run("dev", cloud)
-    assert "plumber-hosting:protect: droplet plumber-dev is not in the stack's VPC plumber-dev-vpc" in str(err.value)
+        run("dev", cloud, replicas=2, https=None)
+    assert "plumber-hosting:replicas: droplet plumber-dev is not in the stack's VPC plumber-dev-vpc" in str(err.value)
+    assert "pulumi config set plumber-hosting:protect false" in str(err.value)
     assert cloud.replaced == []
     run("dev", cloud, protect=False)  # on purpose: a new droplet, in the VPC, every command run on it
     assert cloud.replaced == ["dev::server-droplet"]
+
 
 # ----------------------------------------------------------------- 6. resizing
 
