@@ -63,7 +63,7 @@ class RunnerNetwork:
         self.host_netns = host_netns
         self.host_address = host_address
         self.workdir = workdir
-        self.gateway_pid: int | None = None
+        self.gateway: subprocess.Popen[bytes] | None = None  # wireguard-go, when started
         self.runner_key = self.runner_pub = self.gateway_pub = ""
 
     def __enter__(self) -> RunnerNetwork:
@@ -100,7 +100,7 @@ class RunnerNetwork:
             log = self.workdir / "wireguard-go-gateway.log"
             with open(log, "wb") as out:
                 proc = subprocess.Popen([*gw, "wireguard-go", "-f", GATEWAY_WG], stdout=out, stderr=out)
-            self.gateway_pid = proc.pid
+            self.gateway = proc
             deadline = time.monotonic() + 10
             while f" {GATEWAY_WG}:" not in _run(["ip", "-n", GATEWAY_NS, "-o", "link"]):
                 if time.monotonic() > deadline or proc.poll() is not None:
@@ -143,12 +143,14 @@ class RunnerNetwork:
         return [int(p) for p in res.stdout.split() if p.isdigit()]
 
     def down(self) -> None:
-        if self.gateway_pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.gateway_pid, signal.SIGTERM)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(self.gateway_pid, 0)
-            self.gateway_pid = None
+        if self.gateway is not None:
+            self.gateway.terminate()
+            try:
+                self.gateway.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.gateway.kill()
+                self.gateway.wait(timeout=10)
+            self.gateway = None
         for ns in (RUNNER_NS, GATEWAY_NS):
             if not Path(f"/run/netns/{ns}").exists():
                 continue
