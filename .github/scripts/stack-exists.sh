@@ -24,7 +24,7 @@ if grep -q "no stack named" <<<"$out"; then
   echo "exists=false" >>"$output"
   msg="stack $STACK does not exist in the state backend, so this job skips it. Create it once with 'pulumi stack init $STACK --secrets-provider passphrase' (docs/gitops.md), commit the encryptionsalt it adds to stacks/Pulumi.$STACK.yaml, and re-run; or delete stacks/Pulumi.$STACK.yaml."
   echo "::warning title=stack $STACK skipped::$msg"
-  printf '### :warning: stack `%s` skipped\n\n%s\n' "$STACK" "$msg" >>"$summary"
+  printf '### :warning: stack %s skipped\n\n%s\n' "$STACK" "$msg" >>"$summary"
   exit 0
 fi
 printf '%s\n' "$out" >&2
