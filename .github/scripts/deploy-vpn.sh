@@ -38,6 +38,7 @@ vpn_up() {
   fi
   if ! command -v wg-quick >/dev/null 2>&1; then
     echo "installing wireguard-tools"
+    apt-get update -q >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wireguard-tools >/dev/null
   fi
   if [[ -e "/sys/class/net/$iface" ]]; then
@@ -63,6 +64,11 @@ vpn_down() {
   elif [[ -e "/sys/class/net/$iface" ]]; then
     ip link delete dev "$iface"
   fi
+  # wireguard-go (no kernel module) removes its interface on its own, shortly after.
+  for _ in $(seq 50); do
+    [[ -e "/sys/class/net/$iface" ]] || break
+    sleep 0.1
+  done
   if [[ -e "/sys/class/net/$iface" ]]; then
     echo "::error::interface $iface is still there" >&2
     return 1
