@@ -152,7 +152,7 @@ def _main(argv: list[str]) -> int:
     """`pulumi up --stack local` with the test engine: STATE CONFIG (JSON file)."""
     state, config = Path(argv[0]), json.loads(Path(argv[1]).read_text())
     _, result = Engine(state).deploy(config, stack="local")
-    print(MARK + json.dumps([[s.op, s.name, round(s.seconds, 1)] for s in result.steps]))
+    print(MARK + json.dumps([[s.op, s.name, round(s.seconds, 1), s.runner] for s in result.steps]))
     return 0
 
 
