@@ -8,7 +8,7 @@ APT_PACKAGES := $(shell cat tests/lab/apt-packages.txt 2>/dev/null) \
 	nginx libnginx-mod-http-js shellcheck r-base-core r-cran-plumber r-cran-digest curl openssl wrk make \
 	nmap testssl.sh
 
-.PHONY: bench security-report bench-release test deps lint test-unit test-static test-e2e lab lab-down lab-status clean
+.PHONY: bench security-report bench-release test deps lint test-unit test-static test-e2e mutations lab lab-down lab-status clean
 
 ## test: every tier (lint, unit, static, end-to-end): what the README and .ci/run run
 test: deps lint test-unit test-static test-e2e
@@ -36,6 +36,10 @@ test-static:
 ## test-e2e: the program's own commands on a lab host (systemd-nspawn), checked as a user would
 test-e2e:
 	$(PYTEST) -q -p no:cacheprovider tests/lab tests/e2e
+
+## mutations: break each README promise in a copy of the repo; the fast test that catches it (target < 60 s)
+mutations:
+	$(PYTHON) -m tests.mutations
 
 ## lab / lab-down: a droplet-like test host for `pulumi up --stack local`
 lab:

@@ -278,37 +278,45 @@ def test_removing_an_app_removes_everything_its_deploy_wrote() -> None:
 
 # ----------------------------------------------------------------- secrets, however encoded
 
-B64_RUN = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
+# base64 runs, standard and URL-safe alphabets apart (a run may touch other text: "r1-<base64>")
+B64_RUNS = (re.compile(r"[A-Za-z0-9+/]{16,}={0,2}"), re.compile(r"[A-Za-z0-9_-]{16,}={0,2}"))
 
 
 def _decodings(text: str, depth: int = 0) -> Iterator[bytes]:
-    """Every base64 run in ``text`` decoded, gunzipped/inflated when compressed, recursively."""
-    if depth > 3:
+    """Every base64 run in ``text`` decoded (at each of the four alignments, since the run may
+    start with a few characters of something else), decompressed where it holds gzip or zlib
+    data, and decoded again, a few levels deep."""
+    if depth > 2:
         return
-    for m in B64_RUN.finditer(text):
-        token = m.group(0)
-        for decode in (base64.b64decode, base64.urlsafe_b64decode):
-            try:
-                raw = decode(token + "=" * (-len(token) % 4))
-            except (binascii.Error, ValueError):
-                continue
-            for data in _uncompressed(raw):
-                yield data
-                yield from _decodings(data.decode("latin-1"), depth + 1)
+    for pattern, decode in zip(B64_RUNS, (base64.b64decode, base64.urlsafe_b64decode), strict=True):
+        for m in pattern.finditer(text):
+            run = m.group(0).rstrip("=")
+            for offset in range(4):
+                token = run[offset:]
+                token = token[: len(token) - len(token) % 4]
+                if len(token) < 16:
+                    continue
+                try:
+                    raw = decode(token)
+                except (binascii.Error, ValueError):
+                    continue
+                for data in _uncompressed(raw):
+                    yield data
+                    if depth < 2 and B64_RUNS[0].search(data.decode("latin-1")):
+                        yield from _decodings(data.decode("latin-1"), depth + 1)
 
 
 def _uncompressed(raw: bytes) -> Iterator[bytes]:
+    """``raw``, and whatever gzip or zlib stream starts anywhere in it, inflated."""
     yield raw
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            yield gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error):
-            pass
-    elif raw[:1] == b"\x78":
-        try:
-            yield zlib.decompress(raw)
-        except zlib.error:
-            pass
+    for magic, wbits in ((b"\x1f\x8b\x08", 31), (b"\x78\x9c", 15), (b"\x78\xda", 15), (b"\x78\x01", 15)):
+        at = raw.find(magic)
+        while at != -1:
+            try:
+                yield zlib.decompressobj(wbits).decompress(raw[at:], 1 << 24)
+            except zlib.error:
+                pass
+            at = raw.find(magic, at + 1)
 
 
 def _plain_strings(value: Any) -> Iterator[str]:
@@ -357,13 +365,15 @@ def test_secrets_are_in_no_plain_input_even_encoded() -> None:
     assert {"stdin", "connection"} <= run.named("hello-deploy").secret_inputs
 
 
-@pytest.mark.parametrize("encode", ["base64", "gzip+base64", "urlsafe"])
+@pytest.mark.parametrize("encode", ["base64", "gzip+base64", "urlsafe", "glued", "base64 of base64"])
 def test_the_secrets_check_finds_an_encoded_secret(encode: str) -> None:
     """The check above can fail: a secret hidden in a plain input, encoded, is found."""
     run = _secret_run()
     payload = f"API_TOKEN={SECRET}\n".encode()
     blob = {"base64": base64.b64encode(payload), "gzip+base64": base64.b64encode(gzip.compress(payload)),
-            "urlsafe": base64.urlsafe_b64encode(payload)}[encode].decode()
+            "urlsafe": base64.urlsafe_b64encode(payload),
+            "glued": b"r1-x" + base64.b64encode(gzip.compress(b"A=1\n" + payload)),  # mid-word, off alignment
+            "base64 of base64": base64.b64encode(base64.b64encode(payload))}[encode].decode()
     probe = run.named("hello-probe")
     probe.inputs["create"] += f"\necho {blob} >/dev/null\n"
     assert _leaks(run, _secrets()) == [("hello-probe", "create", "encoded")]
