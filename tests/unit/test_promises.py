@@ -293,9 +293,11 @@ def _decodings(text: str, depth: int = 0) -> Iterator[bytes]:
             run = m.group(0).rstrip("=")
             for offset in range(4):
                 token = run[offset:]
-                token = token[: len(token) - len(token) % 4]
+                if len(token) % 4 == 1:
+                    token = token[:-1]
                 if len(token) < 16:
                     continue
+                token += "=" * (-len(token) % 4)
                 try:
                     raw = decode(token)
                 except (binascii.Error, ValueError):
