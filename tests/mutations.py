@@ -96,6 +96,19 @@ MUTATIONS: list[Mutation] = [
              '        release=release + "-" + __import__("base64").b64encode('
              '__import__("gzip").compress(env_file(app).encode())).decode(),\n',
              (f"{PROMISES}::test_secrets_are_in_no_plain_input_even_encoded",)),
+    # README claims (issue 16, point 3)
+    Mutation("scripts on one server no longer take the lock", "templates/scripts/lib.sh.j2",
+             "if ! flock -n 9; then", "if false; then",
+             ("tests/unit/test_readme_claims.py::test_the_lock_serialises_two_scripts",)),
+    Mutation("certificate renewal does not reload nginx",
+             "templates/etc/letsencrypt/renewal-hooks/deploy/plumber-hosting-reload-nginx.j2",
+             "systemctl reload nginx\n", "", ("tests/unit/test_readme_claims.py::test_renewal_hook_reloads_nginx",)),
+    Mutation("Posit R fetched for the wrong Ubuntu release", "templates/scripts/provision.sh.j2",
+             'platform="ubuntu-${VERSION_ID//./}"', 'platform="ubuntu-${VERSION_ID}"',
+             ("tests/unit/test_readme_claims.py::test_posit_r_is_downloaded_for_the_server_s_release",)),
+    Mutation("swap file not kept across reboots", "templates/scripts/provision.sh.j2",
+             ">>/etc/fstab", ">/dev/null",
+             ("tests/unit/test_readme_claims.py::test_swap_file_is_created_and_kept",)),
 ]
 
 

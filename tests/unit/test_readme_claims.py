@@ -48,7 +48,7 @@ def _calls(tmp: Path) -> list[str]:
 @pytest.mark.parametrize(("image", "os_release", "platform"), [
     ("debian-12-x64", 'ID=debian\nVERSION_ID="12"\n', "debian-12"),
     ("ubuntu-24-04-x64", 'ID=ubuntu\nVERSION_ID="24.04"\n', "ubuntu-2404"),
-])
+], ids=["debian-12", "ubuntu-24.04"])
 def test_posit_r_is_downloaded_for_the_server_s_release(tmp_path: Path, image: str, os_release: str,
                                                         platform: str) -> None:
     run = _dev(r_version="4.4.2", image=image)
