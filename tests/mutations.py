@@ -11,7 +11,8 @@ touched, so an interrupted run leaves nothing behind but that directory, which
 is removed on the way out), and the fast-tier tests aimed at it run there
 (unit, static, policy: never the end-to-end tier). A substitution whose text is
 not found in the file is an error, not a skip: the mutation list must follow the
-code. The table shows, per mutation, the first test that failed and the seconds
+code. The same tests first run on an unmutated copy and must pass there.
+The table shows, per mutation, the first test that failed and the seconds
 it took; a mutation no test catches makes the run fail.
 """
 
@@ -143,6 +144,27 @@ def _first_failure(output: str) -> str | None:
     return None
 
 
+def _pytest(python: str, tree: Path, targets: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-rfE", *targets],
+        cwd=tree, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+
+
+def baseline(chosen: list[Mutation], python: str, full: bool, base: Path) -> tuple[bool, float, str]:
+    """The same tests on the unmutated copy must pass, or a "catch" would mean nothing."""
+    tree = Path(tempfile.mkdtemp(prefix="baseline-", dir=base))
+    try:
+        shutil.copytree(ROOT, tree, ignore=COPY_IGNORE, dirs_exist_ok=True)
+        targets = FAST_TIERS if full else sorted({t for m in chosen for t in m.tests})
+        started = time.monotonic()
+        proc = _pytest(python, tree, targets)
+        return proc.returncode == 0, time.monotonic() - started, proc.stdout + proc.stderr
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
+
+
 def run_one(m: Mutation, python: str, full: bool, base: Path) -> Outcome:
     tree = Path(tempfile.mkdtemp(prefix="mut-", dir=base))
     try:
@@ -150,11 +172,7 @@ def run_one(m: Mutation, python: str, full: bool, base: Path) -> Outcome:
         apply(m, tree)
         targets = FAST_TIERS if full else list(m.tests)
         started = time.monotonic()
-        proc = subprocess.run(
-            [python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-rfE", *targets],
-            cwd=tree, capture_output=True, text=True, timeout=600,
-            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
-        )
+        proc = _pytest(python, tree, targets)
         seconds = time.monotonic() - started
         output = proc.stdout + proc.stderr
         caught = _first_failure(output) if proc.returncode != 0 else None
@@ -194,6 +212,11 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(check)
 
         started = time.monotonic()
+        ok, base_seconds, output = baseline(chosen, args.python, args.full, Path(base))
+        if not ok:
+            print(f"{output[-4000:]}\nthe tests fail without any mutation: fix that first", file=sys.stderr)
+            return 2
+        print(f"without a mutation the same tests pass ({base_seconds:.1f} s)")
         with ThreadPoolExecutor(max_workers=max(1, args.j)) as pool:
             outcomes = list(pool.map(lambda m: run_one(m, args.python, args.full, Path(base)), chosen))
         total = time.monotonic() - started
@@ -204,8 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     for o in outcomes:
         print(f"| {o.mutation.name.ljust(width)} | {o.caught_by or '**NOT CAUGHT**'} | {o.seconds:.1f} |")
     missed = [o for o in outcomes if o.caught_by is None]
-    busy = sum(o.seconds for o in outcomes)
-    print(f"\n{len(outcomes) - len(missed)}/{len(outcomes)} caught; tests ran {busy:.1f} s in all, "
+    busy = sum(o.seconds for o in outcomes) + base_seconds
+    print(f"\n{len(outcomes) - len(missed)}/{len(outcomes)} caught; tests ran {busy:.1f} s in all (baseline included), "
           f"{total:.1f} s wall ({args.j} at a time){' against the whole fast tiers' if args.full else ''}")
     for o in missed:
         print(f"\n--- {o.mutation.name}: not caught; pytest said:\n{o.output[-3000:]}", file=sys.stderr)

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.program import run_program, stack_config
-from tests.static.rendered import landed
-from tests.static.test_rendered_files import _need, _nginx_prefix
+from tests.static.rendered import landed, need, nginx_prefix
 
 pytestmark = pytest.mark.static
 
@@ -49,7 +48,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    nginx = _need("nginx")
+    nginx = need("nginx")
     cfg = copy.deepcopy(stack_config("dev"))  # plain HTTP; forward_root: hello
     cfg["apps"] += [
         # address not allowed (the client is 127.0.0.1): 403 whatever the key
@@ -61,7 +60,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     ]
     files = landed(run_program(cfg, stack="dev", secret_keys=("apps",)))
     tmp = tmp_path_factory.mktemp("nginx")
-    conf = _nginx_prefix(tmp, files, "a")
+    conf = nginx_prefix(tmp, files, "a")
     port = _free_port()
     site = tmp / "root/etc/nginx/sites-available/plumber-hosting"
     text = site.read_text()

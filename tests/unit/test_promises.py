@@ -26,7 +26,8 @@ import pytest
 
 from tests.conftest import TEST_KEY
 from tests.program import ProgramRun, run_program, run_stack, stack_config
-from tests.static.rendered import landed, script_of
+from tests.static.rendered import landed
+from tests.unit.scripts import assignment, bash, create, delete, function, section
 
 SITE_FILE = "/etc/nginx/sites-available/plumber-hosting"
 HSTS = "Strict-Transport-Security"
@@ -38,29 +39,14 @@ def _dev(**overrides: Any) -> ProgramRun:
     return run_program(cfg, stack="dev")
 
 
-def _create(run: ProgramRun, name: str) -> str:
-    return script_of(run.named(name).inputs["create"])
 
 
-def _delete(run: ProgramRun, name: str) -> str:
-    return script_of(run.named(name).inputs["delete"])
 
 
-def _bash(script: str, *args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", "-c", script, "test", *args], capture_output=True, text=True, timeout=timeout)
 
 
-def _function(script: str, name: str) -> str:
-    """A shell function's definition, cut out of a rendered script."""
-    m = re.search(rf"^{name}\(\) \{{.*?^\}}\n", script, re.S | re.M)
-    assert m, f"no function {name}() in the script"
-    return m.group(0)
 
 
-def _assignment(script: str, var: str) -> str:
-    m = re.search(rf"^{var}=.*$", script, re.M)
-    assert m, f"no {var}= in the script"
-    return m.group(0)
 
 
 # ----------------------------------------------------------------- HSTS
@@ -104,7 +90,7 @@ def test_no_forward_root_no_redirect() -> None:
 
 
 def _ufw_rules(run: ProgramRun) -> list[str]:
-    script = _create(run, "provision-server")
+    script = create(run, "provision-server")
     m = re.search(r"<<'PH_UFW'\n(.*?)\nPH_UFW\n", script, re.S)
     assert m, "no ufw rules in the provision script"
     return m.group(1).splitlines()
@@ -202,15 +188,15 @@ def _gate(health_path: str | None) -> str:
     cfg["apps"][0]["health_path"] = health_path
     if health_path is None:
         del cfg["apps"][0]["health_path"]
-    script = _create(run_program(cfg, stack="dev"), "hello-deploy")
-    assignments = "\n".join(_assignment(script, v) for v in ("HEALTH_PATH", "STRICT_HEALTH", "START_TIMEOUT"))
-    return GATE_HARNESS.format(assignments=assignments, gate=_function(script, "gate"))
+    script = create(run_program(cfg, stack="dev"), "hello-deploy")
+    assignments = "\n".join(assignment(script, v) for v in ("HEALTH_PATH", "STRICT_HEALTH", "START_TIMEOUT"))
+    return GATE_HARNESS.format(assignments=assignments, gate=function(script, "gate"))
 
 
 def _verdicts(harness: str, codes: list[str]) -> dict[str, str]:
     out = {}
     for code in codes:
-        res = _bash(f"CODE={shlex.quote(code)}\n{harness}")
+        res = bash(f"CODE={shlex.quote(code)}\n{harness}")
         assert res.returncode == 0, res.stderr
         out[code] = res.stdout.strip()
     return out
@@ -230,24 +216,20 @@ def test_health_gate_without_a_health_path_refuses_5xx_and_no_answer() -> None:
 # ----------------------------------------------------------------- keep_releases
 
 
-def _section(script: str, heading: str) -> str:
-    m = re.search(rf"^# --- {re.escape(heading)}.*?\n(.*?)(?=^# --- )", script, re.S | re.M)
-    assert m, f"no section '{heading}' in the script"
-    return m.group(1)
 
 
 @pytest.mark.parametrize("keep", [1, 2, 5])
 def test_keep_releases_keeps_that_many(tmp_path: Path, keep: int) -> None:
     cfg = copy.deepcopy(stack_config("dev"))
     cfg["apps"][0]["keep_releases"] = keep
-    script = _create(run_program(cfg, stack="dev"), "hello-deploy")
+    script = create(run_program(cfg, stack="dev"), "hello-deploy")
     root = tmp_path / "srv"
     names = [f"rel{i}" for i in range(7)]
     for i, name in enumerate(names):  # rel6 is the newest: the one just deployed
         (root / "releases" / name).mkdir(parents=True)
         subprocess.run(["touch", "-d", f"@{1_700_000_000 + 60 * i}", str(root / "releases" / name)], check=True)
-    prune = _section(script, "keep the last KEEP_RELEASES releases")
-    res = _bash(f"set -euo pipefail\n{_assignment(script, 'KEEP_RELEASES')}\nROOT={shlex.quote(str(root))}\n"
+    prune = section(script, "keep the last KEEP_RELEASES releases")
+    res = bash(f"set -euo pipefail\n{assignment(script, 'KEEP_RELEASES')}\nROOT={shlex.quote(str(root))}\n"
                 f"REL=$ROOT/releases/rel6\n{prune}")
     assert res.returncode == 0, res.stderr
     assert sorted(p.name for p in (root / "releases").iterdir()) == names[-keep:]
@@ -257,7 +239,7 @@ def test_keep_releases_keeps_that_many(tmp_path: Path, keep: int) -> None:
 
 
 def _paths_removed(delete: str, app: str) -> set[str]:
-    state = _assignment(delete, "STATE").split("=", 1)[1].replace("$APP", app)
+    state = assignment(delete, "STATE").split("=", 1)[1].replace("$APP", app)
     out: set[str] = set()
     for line in delete.splitlines():
         words = shlex.split(line.strip()) if line.strip().startswith("rm ") else []
@@ -267,12 +249,12 @@ def _paths_removed(delete: str, app: str) -> set[str]:
 
 def test_removing_an_app_removes_everything_its_deploy_wrote() -> None:
     run = run_stack("dev")
-    deploy, delete = _create(run, "hashing-deploy"), _delete(run, "hashing-deploy")
-    written = {_assignment(deploy, v).split("=", 1)[1].replace("$APP", "hashing")
+    deploy, removal = create(run, "hashing-deploy"), delete(run, "hashing-deploy")
+    written = {assignment(deploy, v).split("=", 1)[1].replace("$APP", "hashing")
                for v in ("ROOT", "STATE", "ENV_FILE", "UNIT_FILE", "UPSTREAM", "LOCATION")}
     written |= {"/etc/plumber-hosting/health/hashing", "/var/lib/plumber-hashing"}
     assert "/etc/plumber-hosting/env/hashing.env" in written  # the env file holds the app's secrets
-    missing = written - _paths_removed(delete, "hashing")
+    missing = written - _paths_removed(removal, "hashing")
     assert not missing, f"left on the server after the app is removed: {sorted(missing)}"
 
 

@@ -23,7 +23,7 @@ from tests.conftest import TEST_KEY
 from tests.engine import CommandFailedError, Engine, Step, UpResult
 from tests.program import Declared, ProgramRun, run_program, stack_config
 from tests.static.rendered import landed, script_of
-from tests.unit.test_promises import _assignment, _bash, _create, _section
+from tests.unit.scripts import assignment, bash, create, section
 
 
 def _dev(**overrides: Any) -> ProgramRun:
@@ -53,13 +53,13 @@ def test_posit_r_is_downloaded_for_the_server_s_release(tmp_path: Path, image: s
                                                         platform: str) -> None:
     run = _dev(r_version="4.4.2", image=image)
     assert run.named("server-droplet").inputs["image"] == image
-    script = _create(run, "provision-server")
-    section = _section(script, "R 4.4.2 from Posit's prebuilt packages")
-    section = section[: section.index("\nfi\n") + 4]  # the install, not the CRAN setup after it
+    script = create(run, "provision-server")
+    posit = section(script, "R 4.4.2 from Posit's prebuilt packages")
+    posit = posit[: posit.index("\nfi\n") + 4]  # the install, not the CRAN setup after it
     (tmp_path / "os-release").write_text(os_release)
-    section = section.replace("/etc/os-release", str(tmp_path / "os-release"))
-    res = _bash("set -euo pipefail\nlog() { echo \"$*\" >&2; }\n"
-                + _stubs(tmp_path, "curl", "apt-get") + "dpkg() { echo amd64; }\n" + section)
+    posit = posit.replace("/etc/os-release", str(tmp_path / "os-release"))
+    res = bash("set -euo pipefail\nlog() { echo \"$*\" >&2; }\n"
+                + _stubs(tmp_path, "curl", "apt-get") + "dpkg() { echo amd64; }\n" + posit)
     assert res.returncode == 0, res.stderr
     url = f"https://cdn.posit.co/r/{platform}/pkgs/r-4.4.2_1_amd64.deb"
     calls = _calls(tmp_path)
@@ -67,12 +67,12 @@ def test_posit_r_is_downloaded_for_the_server_s_release(tmp_path: Path, image: s
     assert any(c.startswith("apt-get install") for c in calls), calls
     # that R is the one every worker runs, and the distro's R is not installed
     assert "/opt/R/4.4.2/bin/Rscript --no-save" in landed(run).files["/etc/systemd/system/plumber-hello@.service"]
-    assert "r-base-core" not in _assignment(script, "wanted")
+    assert "r-base-core" not in assignment(script, "wanted")
 
 
 def test_distro_r_by_default() -> None:
-    script = _create(_dev(), "provision-server")
-    assert "r-base-core r-cran-plumber" in _assignment(script, "wanted")
+    script = create(_dev(), "provision-server")
+    assert "r-base-core r-cran-plumber" in assignment(script, "wanted")
     assert "cdn.posit.co" not in script
 
 
@@ -80,14 +80,14 @@ def test_distro_r_by_default() -> None:
 
 
 def _swap(tmp: Path, swap_gb: int, existing_size: int | None = None) -> subprocess.CompletedProcess[str]:
-    script = _create(_dev(swap_gb=swap_gb), "provision-server")
-    section = _section(script, "swap").replace("/swapfile", str(tmp / "swapfile")).replace("/etc/fstab", str(tmp / "fstab"))
+    script = create(_dev(swap_gb=swap_gb), "provision-server")
+    swap = section(script, "swap").replace("/swapfile", str(tmp / "swapfile")).replace("/etc/fstab", str(tmp / "fstab"))
     if existing_size is not None:
         with (tmp / "swapfile").open("wb") as f:
             f.truncate(existing_size)
     (tmp / "fstab").touch()
-    return _bash("set -euo pipefail\nlog() { :; }\n" + _stubs(tmp, "fallocate", "mkswap", "swapoff", "chmod")
-                 + f'swapon() {{ echo "swapon $*" >>{shlex.quote(str(tmp / "calls"))}; }}\n' + section)
+    return bash("set -euo pipefail\nlog() { :; }\n" + _stubs(tmp, "fallocate", "mkswap", "swapoff", "chmod")
+                 + f'swapon() {{ echo "swapon $*" >>{shlex.quote(str(tmp / "calls"))}; }}\n' + swap)
 
 
 def test_swap_file_is_created_and_kept(tmp_path: Path) -> None:
@@ -142,7 +142,7 @@ def test_release_output_is_the_release_the_server_runs(tmp_path: Path) -> None:
     cfg["apps"][0]["source"] = str(src)
     before = run_program(cfg, stack="dev")
     release = before.outputs["apps"]["hello"]["release"]
-    assert _assignment(_create(before, "hello-deploy"), "RELEASE") == f"RELEASE={release}"
+    assert assignment(create(before, "hello-deploy"), "RELEASE") == f"RELEASE={release}"
     (src / "plumber.R").write_text((src / "plumber.R").read_text() + "\n# v2\n")
     after = run_program(cfg, stack="dev")
     assert after.outputs["apps"]["hello"]["release"] != release
@@ -166,7 +166,7 @@ def test_every_script_that_changes_the_server_takes_the_lock() -> None:
 
 
 def test_the_lock_serialises_two_scripts(tmp_path: Path) -> None:
-    script = _create(_dev(), "hello-deploy")
+    script = create(_dev(), "hello-deploy")
     start = script.index("mkdir -p /run/lock")
     lock = script[start:script.index("\nfi\n", start) + 4].replace("/run/lock", str(tmp_path))
     body = ("set -euo pipefail\nlog() { echo \"$*\" >&2; }\n" + lock
@@ -208,7 +208,7 @@ def test_renewal_hook_reloads_nginx(tmp_path: Path) -> None:
 
 
 def test_no_https_no_certbot() -> None:
-    site = _create(_dev(), "site-nginx")
+    site = create(_dev(), "site-nginx")
     assert "certbot certonly" not in site and "renewal-hooks" not in site
 
 
