@@ -62,8 +62,7 @@ bench: deps
 	@$(PYTHON) -m pip install -q -r bench/requirements.txt
 	$(PYTHON) -m bench
 
-## bench-release: failed requests and latency during a new release, ours vs plumberDeploy's in-place restart;
-## writes bench/release-results.md. Uses the lab (starts it if down and stops it again); about 1 minute.
+## bench-release: failed requests and p99 during a redeploy, ours vs in-place restart
 bench-release: deps
 	$(PYTHON) -m bench.release
 

@@ -1,21 +1,14 @@
-"""make bench-release: failed requests and latency while a new release goes out.
+"""make bench-release: failed requests and p99 latency during a redeploy.
 
-Same lab host, same app (examples/hello), same wrk load, one run, two setups:
-  * plumber-hosting (2 workers): a changed release rolled out by the program's
-    own deploy command (health-gated, drained, one worker at a time);
-  * plumberDeploy in place: the unit and nginx location its do_deploy_api()
-    writes (bench/serving.py's baseline: one `Rscript -e "pr$run(...)"` process
-    as root behind `proxy_pass http://localhost:8000/`), redeployed as
-    plumberDeploy does it: `systemctl restart` of that unit.
-
-wrk runs inside the host's network namespace against 127.0.0.1 (as in
-bench/serving.py), for 20 s, with the change at t=5 s. Writes
-bench/release-results.md (or --out) and prints it.
+Same lab host, same app (examples/hello, 2 workers), same wrk load, one run:
+  * plumber-hosting: a changed release rolled out by the program's own deploy
+    command (health-gated, drained, one worker at a time);
+  * in place: `systemctl restart` of the app's workers, which is what
+    plumberDeploy's redeploy does.
 """
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import tempfile
@@ -24,20 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from bench import wrk
-from bench.serving import PD_DOWN, PD_NGINX_PORT, PD_PATH, PD_UP
 from tests.engine import Engine
-from tests.lab.lab import HostState, Lab
+from tests.lab.lab import Lab
 from tests.program import stack_config
 
 ROOT = Path(__file__).resolve().parent.parent
-HERE = Path(__file__).resolve().parent
 SECONDS = 20
-CHANGE_AT = 5
-CONNECTIONS = 8
-QUERY = "/hello?name=bench"
 
 
-def lab_config(h: HostState, source: Path) -> dict[str, Any]:
+def lab_config(lab: Lab, source: Path) -> dict[str, Any]:
+    h = lab.state.hosts[0]  # type: ignore[union-attr]
     cfg = stack_config("local")
     cfg.update(host={"address": h.address, "user": "root", "port": 22}, ssh_private_key_file=h.key_path)
     cfg.pop("forward_root", None)
@@ -50,101 +39,52 @@ def bump(source: Path, n: int) -> None:
     p.write_text(p.read_text().split("\n# release ")[0] + f"\n# release {n}\n")
 
 
-def under_load(url: str, prefix: tuple[str, ...], change: Any) -> tuple[wrk.WrkResult, float]:
-    """wrk for SECONDS; `change()` runs at CHANGE_AT s; its duration comes back with wrk's summary."""
-    proc = wrk.start(url, SECONDS, CONNECTIONS, prefix=prefix)
-    time.sleep(CHANGE_AT)
-    t0 = time.monotonic()
-    change()
-    took = time.monotonic() - t0
-    return wrk.finish(proc, SECONDS), took
-
-
-def page(rows: list[tuple[str, wrk.WrkResult, float]], facts: str) -> str:
-    lines = [
-        "# make bench-release",
-        "",
-        f"Produced by: `make bench-release` on {time.strftime('%Y-%m-%d')}. {facts}",
-        "",
-        f"A new release under load: wrk -t2 -c{CONNECTIONS} -d{SECONDS}s on GET /<app>{QUERY} from the host's own "
-        f"network namespace, the change starting at t={CHANGE_AT}s; same host, same app code, same run.",
-        "",
-        "| setup | requests | failed (non-2xx + socket errors) | failed % | p50 ms | p99 ms | change took s |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, r, s in rows:
-        share = 100 * r.failed / r.requests if r.requests else 0.0
-        lines.append(f"| {name} | {r.requests} | {r.failed} ({r.non_2xx} + {r.socket_errors}) | {share:.1f} | "
-                     f"{r.p50_ms:.1f} | {r.p99_ms:.1f} | {s:.1f} |")
-    lines += [
-        "",
-        "How to read it: the figure that compares is the failed requests. Latencies are not put side by side as a "
-        "ratio: while the in-place setup has no process to answer, nginx answers 502 at once, so its percentiles "
-        "mix fast refusals with real answers. A socket error is a kept-alive connection closed under wrk (an old "
-        "nginx worker process retiring after a reload); wrk does not retry it, clients that retry an idempotent "
-        "request on such a connection (RFC 9112 §9.3.1) do not see it.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.release", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=HERE / "release-results.md")
-    args = parser.parse_args(argv)
-
+def main() -> None:
     lab = Lab()
     started_lab = not lab.is_up()
     if started_lab:
         lab.up(1)
-    work = Path(tempfile.mkdtemp(prefix="bench-release-"))
-    engine = Engine(work / "state.json")
-    h = lab.state.hosts[0]  # type: ignore[union-attr]
-    prefix = ("ip", "netns", "exec", h.netns)
-
-    def sh(script: str, stdin: bytes | None = None) -> str:
-        return lab.ssh(h.name, script, stdin=stdin, check=True, timeout=300).stdout.decode()
-
     try:
+        h = lab.state.hosts[0]  # type: ignore[union-attr]
+        work = Path(tempfile.mkdtemp(prefix="bench-release-"))
         source = work / "hello"
         shutil.copytree(ROOT / "examples" / "hello", source)
-        cfg = lab_config(h, source)
+        engine = Engine(work / "state.json")
+        cfg = lab_config(lab, source)
         engine.deploy(cfg, stack="local")
-        sh(PD_UP, stdin=(source / "plumber.R").read_bytes())
-        ours_url = f"http://127.0.0.1/hello{QUERY}"
-        pd_url = f"http://127.0.0.1:{PD_NGINX_PORT}/{PD_PATH}{QUERY}"
-        for url in (ours_url, pd_url):
-            warm = wrk.run(url, 3, CONNECTIONS, prefix=prefix)
-            if warm.failed:
-                raise RuntimeError(f"{url}: {warm.failed} failed requests before any change")
+        url = f"http://{h.address}/hello/hello?name=bench"
+        wrk.run(url, 3)  # warm up
 
         rows = []
+        # plumber-hosting: a new release, rolled out by the program
         bump(source, 1)
+        proc = wrk.start(url, SECONDS)
+        time.sleep(5)
+        t0 = time.monotonic()
+        _, result = engine.deploy(cfg, stack="local")
+        deploy_s = time.monotonic() - t0
+        assert result.ran == ["update hello-probe", "update hello-deploy"], result.ran
+        rows.append(("plumber-hosting rolling release", wrk.finish(proc, SECONDS), deploy_s))
 
-        def release() -> None:
-            _, result = engine.deploy(cfg, stack="local")
-            assert result.ran == ["update hello-probe", "update hello-deploy"], result.ran
+        # in place: systemctl restart of every worker (plumberDeploy)
+        proc = wrk.start(url, SECONDS)
+        time.sleep(5)
+        t0 = time.monotonic()
+        lab.ssh(h.name, "systemctl restart 'plumber-hello@*'", check=True)
+        restart_s = time.monotonic() - t0
+        rows.append(("in-place systemctl restart", wrk.finish(proc, SECONDS), restart_s))
 
-        r, took = under_load(ours_url, prefix, release)
-        rows.append(("plumber-hosting: rolling release (2 workers)", r, took))
-        r, took = under_load(pd_url, prefix, lambda: sh(f"systemctl restart plumber-{PD_PATH}"))
-        rows.append(("plumberDeploy: in-place `systemctl restart` of its unit", r, took))
-        facts = sh(". /etc/os-release; echo \"Lab host: $PRETTY_NAME (systemd-nspawn), $(nproc) cores.\"").strip()
+        print(f"\nRedeploy under load: wrk -t2 -c8 -d{SECONDS}s on GET /hello/hello, change at t=5s, same host, same run\n")
+        print("| setup | requests | failed (non-2xx + socket errors) | p50 ms | p99 ms | change took s |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for name, r, s in rows:
+            print(f"| {name} | {r.requests} | {r.failed} ({r.non_2xx} + {r.socket_errors}) | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {s:.1f} |")
+        ours, theirs = rows[0][1], rows[1][1]
+        print(f"\nfailed requests: {ours.failed} vs {theirs.failed}; p99 ratio (ours / in-place): {ours.p99_ms / theirs.p99_ms:.2f}")
+        engine.destroy()
     finally:
-        try:
-            sh(PD_DOWN)
-        finally:
-            if engine.load():
-                engine.destroy()
-            shutil.rmtree(work, ignore_errors=True)
-            if started_lab:
-                lab.down()
-
-    text = page(rows, facts)
-    args.out.write_text(text)
-    print(text)
-    print(f"wrote {args.out}")
-    return 0
+        if started_lab:
+            lab.down()
 
 
 if __name__ == "__main__":

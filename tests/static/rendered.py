@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from dataclasses import dataclass, field
-from pathlib import Path
-
-import pytest
 
 from tests.program import ProgramRun
 
@@ -49,44 +44,3 @@ def landed(run: ProgramRun) -> Landed:
             for variant, _delim, content in UPSTREAM_RE.findall(script):
                 out.upstreams[f"{app}.{variant}"] = content + "\n"
     return out
-
-def need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        pytest.fail(f"{tool} is not installed: the static tier needs it (see Makefile deps)")
-    return path
-
-
-def nginx_prefix(tmp: Path, files: Landed, upstream_variant: str) -> Path:
-    """The landed nginx files under tmp/root, an nginx.conf that includes them as the server's does."""
-    root = tmp / "root"
-    for path, content in files.files.items():
-        if not path.startswith("/etc/nginx/"):
-            continue
-        dest = root / path.lstrip("/")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_text(content.replace("/etc/nginx/", f"{root}/etc/nginx/").replace("/etc/letsencrypt/", f"{root}/etc/letsencrypt/").replace("/var/www/", f"{root}/var/www/"))
-    for key, content in files.upstreams.items():
-        app, variant = key.split(".")
-        if variant != upstream_variant and f"{app}.{upstream_variant}" in files.upstreams:
-            continue
-        dest = root / "etc/nginx/plumber-hosting/upstreams" / f"{app}.conf"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_text(content)
-    (root / "etc/nginx/sites-enabled").mkdir(parents=True, exist_ok=True)
-    site = root / "etc/nginx/sites-available/plumber-hosting"
-    (root / "etc/nginx/sites-enabled/plumber-hosting").symlink_to(site)
-    live = root / "etc/letsencrypt/live/plumber-hosting"
-    live.mkdir(parents=True)
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test",
-         "-keyout", str(live / "privkey.pem"), "-out", str(live / "fullchain.pem")],
-        check=True, capture_output=True,
-    )
-    conf = tmp / "nginx.conf"
-    conf.write_text(
-        "load_module /usr/lib/nginx/modules/ngx_http_js_module.so;\n"  # libnginx-mod-http-js, as on the server
-        f"pid {tmp}/nginx.pid;\nerror_log {tmp}/error.log;\nevents {{}}\n"
-        f"http {{\n  access_log off;\n  include {root}/etc/nginx/conf.d/*.conf;\n  include {root}/etc/nginx/sites-enabled/*;\n}}\n"
-    )
-    return conf

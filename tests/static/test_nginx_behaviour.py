@@ -20,7 +20,9 @@ from dataclasses import dataclass
 import pytest
 
 from tests.program import run_program, stack_config
-from tests.static.rendered import landed, need, nginx_prefix
+from tests.static.rendered import landed
+from tests.static.test_rendered_files import _need as need
+from tests.static.test_rendered_files import _nginx_prefix as nginx_prefix
 
 pytestmark = pytest.mark.static
 

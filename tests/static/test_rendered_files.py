@@ -4,6 +4,7 @@ verify, shellcheck, bash -n, R's parser."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 
 from tests.conftest import local_overrides
 from tests.program import ProgramRun, run_program, run_stack, stack_config
-from tests.static.rendered import Landed, landed, need, nginx_prefix
+from tests.static.rendered import Landed, landed
 
 pytestmark = pytest.mark.static
 
@@ -50,6 +51,11 @@ def files(request: pytest.FixtureRequest) -> Landed:
     return landed(VARIANTS[request.param]())
 
 
+def _need(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        pytest.fail(f"{tool} is not installed: the static tier needs it (see Makefile deps)")
+    return path
 
 
 def test_expected_files_land(files: Landed) -> None:
@@ -62,12 +68,44 @@ def test_expected_files_land(files: Landed) -> None:
     assert files.upstreams
 
 
+def _nginx_prefix(tmp: Path, files: Landed, upstream_variant: str) -> Path:
+    root = tmp / "root"
+    for path, content in files.files.items():
+        if not path.startswith("/etc/nginx/"):
+            continue
+        dest = root / path.lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(content.replace("/etc/nginx/", f"{root}/etc/nginx/").replace("/etc/letsencrypt/", f"{root}/etc/letsencrypt/").replace("/var/www/", f"{root}/var/www/"))
+    for key, content in files.upstreams.items():
+        app, variant = key.split(".")
+        if variant != upstream_variant and f"{app}.{upstream_variant}" in files.upstreams:
+            continue
+        dest = root / "etc/nginx/plumber-hosting/upstreams" / f"{app}.conf"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(content)
+    (root / "etc/nginx/sites-enabled").mkdir(parents=True, exist_ok=True)
+    site = root / "etc/nginx/sites-available/plumber-hosting"
+    (root / "etc/nginx/sites-enabled/plumber-hosting").symlink_to(site)
+    live = root / "etc/letsencrypt/live/plumber-hosting"
+    live.mkdir(parents=True)
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test",
+         "-keyout", str(live / "privkey.pem"), "-out", str(live / "fullchain.pem")],
+        check=True, capture_output=True,
+    )
+    conf = tmp / "nginx.conf"
+    conf.write_text(
+        "load_module /usr/lib/nginx/modules/ngx_http_js_module.so;\n"  # libnginx-mod-http-js, as on the server
+        f"pid {tmp}/nginx.pid;\nerror_log {tmp}/error.log;\nevents {{}}\n"
+        f"http {{\n  access_log off;\n  include {root}/etc/nginx/conf.d/*.conf;\n  include {root}/etc/nginx/sites-enabled/*;\n}}\n"
+    )
+    return conf
 
 
 @pytest.mark.parametrize("variant", ["a", "b"])
 def test_nginx_accepts_the_whole_configuration(files: Landed, tmp_path: Path, variant: str) -> None:
-    nginx = need("nginx")
-    conf = nginx_prefix(tmp_path, files, variant)
+    nginx = _need("nginx")
+    conf = _nginx_prefix(tmp_path, files, variant)
     res = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(conf)], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert "syntax is ok" in res.stderr
@@ -75,11 +113,11 @@ def test_nginx_accepts_the_whole_configuration(files: Landed, tmp_path: Path, va
 
 def test_nginx_rejects_a_broken_location(files: Landed, tmp_path: Path) -> None:
     """The check above can fail: a broken snippet is caught."""
-    nginx = need("nginx")
+    nginx = _need("nginx")
     broken = Landed(files=dict(files.files), upstreams=dict(files.upstreams))
     loc = next(p for p in broken.files if "/locations/" in p)
     broken.files[loc] = broken.files[loc].replace("proxy_pass", "proxy_passs")
-    conf = nginx_prefix(tmp_path, broken, "a")
+    conf = _nginx_prefix(tmp_path, broken, "a")
     res = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(conf)], capture_output=True, text=True)
     assert res.returncode != 0
 
@@ -96,7 +134,7 @@ def _unit_instance(tmp_path: Path, path: str, content: str) -> Path:
 
 
 def test_units_pass_systemd_analyze_verify(files: Landed, tmp_path: Path) -> None:
-    analyze = need("systemd-analyze")
+    analyze = _need("systemd-analyze")
     units = {p: c for p, c in files.files.items() if p.endswith(".service")}
     assert units
     for path, content in units.items():
@@ -121,7 +159,7 @@ def _unit_kind(path: str) -> str:
 
 
 def test_units_are_sandboxed(files: Landed, tmp_path: Path) -> None:
-    analyze = need("systemd-analyze")
+    analyze = _need("systemd-analyze")
     units = [p for p in files.files if p.endswith(".service") and Path(p).name.startswith("plumber-")]
     assert any(p.endswith("/plumber-hosting-healthz.service") for p in units)
     for path in units:
@@ -136,7 +174,7 @@ def test_units_are_sandboxed(files: Landed, tmp_path: Path) -> None:
 
 
 def test_scripts_pass_shellcheck_and_bash_n(files: Landed, tmp_path: Path) -> None:
-    shellcheck = need("shellcheck")
+    shellcheck = _need("shellcheck")
     assert files.scripts
     for name, script in files.scripts.items():
         path = tmp_path / (name.replace(" ", "-") + ".sh")
@@ -149,7 +187,7 @@ def test_scripts_pass_shellcheck_and_bash_n(files: Landed, tmp_path: Path) -> No
 
 
 def test_landed_shell_files_pass_shellcheck(files: Landed, tmp_path: Path) -> None:
-    shellcheck = need("shellcheck")
+    shellcheck = _need("shellcheck")
     for path, content in files.files.items():
         if content.startswith("#!/bin/sh") or content.startswith("#!/bin/bash"):
             f = tmp_path / Path(path).name
@@ -159,7 +197,7 @@ def test_landed_shell_files_pass_shellcheck(files: Landed, tmp_path: Path) -> No
 
 
 def test_r_launcher_parses(files: Landed, tmp_path: Path) -> None:
-    rscript = need("Rscript")
+    rscript = _need("Rscript")
     f = tmp_path / "run-api.R"
     f.write_text(files.files["/usr/local/lib/plumber-hosting/run-api.R"])
     res = subprocess.run([rscript, "-e", f"invisible(parse('{f}'))"], capture_output=True, text=True)
