@@ -8,7 +8,7 @@ APT_PACKAGES := $(shell cat tests/lab/apt-packages.txt 2>/dev/null) \
 	nginx libnginx-mod-http-js shellcheck r-base-core r-cran-plumber r-cran-digest curl openssl wrk make \
 	nmap testssl.sh
 
-.PHONY: bench security-report bench-release test deps lint test-unit test-static test-e2e mutations lab lab-down lab-status clean
+.PHONY: unit-loop bench security-report bench-release test deps lint test-unit test-static test-e2e lab lab-down lab-status clean
 
 ## test: every tier (lint, unit, static, end-to-end): what the README and .ci/run run
 test: deps lint test-unit test-static test-e2e
@@ -29,6 +29,14 @@ lint:
 test-unit:
 	$(PYTEST) -q tests/unit $(wildcard tests/policy) $(wildcard tests/gitops)
 
+## unit-loop: the fast tiers N times in a row (order-dependence shows up as a failure; N=30 by default)
+N ?= 30
+unit-loop:
+	@pass=0; for i in $$(seq 1 $(N)); do \
+		if $(PYTEST) -q -p no:cacheprovider tests/unit $(wildcard tests/policy) $(wildcard tests/gitops) >/tmp/unit-loop-$$i.log 2>&1; \
+		then pass=$$((pass+1)); else echo "run $$i failed:"; grep -E '^FAILED' /tmp/unit-loop-$$i.log; fi; \
+	done; echo "unit tier: $$pass of $(N) runs passed"; [ $$pass -eq $(N) ]
+
 ## test-static: every rendered file through nginx -t, systemd-analyze, shellcheck
 test-static:
 	$(PYTEST) -q tests/static
@@ -38,6 +46,7 @@ test-e2e:
 	$(PYTEST) -q -p no:cacheprovider tests/lab tests/e2e
 
 ## mutations: break each README promise in a copy of the repo; the fast test that catches it (target < 60 s)
+.PHONY: mutations
 mutations:
 	$(PYTHON) -m tests.mutations
 
