@@ -89,13 +89,14 @@ MUTATIONS: list[Mutation] = [
              'rm -f "/etc/plumber-hosting/env/$APP.env"\n', "",
              (f"{PROMISES}::test_removing_an_app_removes_everything_its_deploy_wrote",)),
     Mutation("a secret base64-encoded into a command's plain text", "components/app.py",
-             "        release=release,\n",
-             '        release=release + "-" + __import__("base64").b64encode(env_file(app).encode()).decode(),\n',
+             "        keep_releases=app.keep_releases,\n",
+             '        keep_releases=f"{app.keep_releases}  # "'
+             ' + __import__("base64").b64encode(env_file(app).encode()).decode(),\n',
              (f"{PROMISES}::test_secrets_are_in_no_plain_input_even_encoded",)),
     Mutation("a secret gzipped and base64-encoded into a command's plain text", "components/app.py",
-             "        release=release,\n",
-             '        release=release + "-" + __import__("base64").b64encode('
-             '__import__("gzip").compress(env_file(app).encode())).decode(),\n',
+             "        keep_releases=app.keep_releases,\n",
+             '        keep_releases=f"{app.keep_releases}  # "'
+             ' + __import__("base64").b64encode(__import__("gzip").compress(env_file(app).encode())).decode(),\n',
              (f"{PROMISES}::test_secrets_are_in_no_plain_input_even_encoded",)),
     # README claims (issue 16, point 3)
     Mutation("scripts on one server no longer take the lock", "templates/scripts/lib.sh.j2",
@@ -152,11 +153,11 @@ def _pytest(python: str, tree: Path, targets: list[str]) -> subprocess.Completed
     )
 
 
-def baseline(chosen: list[Mutation], python: str, full: bool, base: Path) -> tuple[bool, float, str]:
+def baseline(chosen: list[Mutation], python: str, full: bool, base: Path, root: Path) -> tuple[bool, float, str]:
     """The same tests on the unmutated copy must pass, or a "catch" would mean nothing."""
     tree = Path(tempfile.mkdtemp(prefix="baseline-", dir=base))
     try:
-        shutil.copytree(ROOT, tree, ignore=COPY_IGNORE, dirs_exist_ok=True)
+        shutil.copytree(root, tree, ignore=COPY_IGNORE, dirs_exist_ok=True)
         targets = FAST_TIERS if full else sorted({t for m in chosen for t in m.tests})
         started = time.monotonic()
         proc = _pytest(python, tree, targets)
@@ -165,10 +166,10 @@ def baseline(chosen: list[Mutation], python: str, full: bool, base: Path) -> tup
         shutil.rmtree(tree, ignore_errors=True)
 
 
-def run_one(m: Mutation, python: str, full: bool, base: Path) -> Outcome:
+def run_one(m: Mutation, python: str, full: bool, base: Path, root: Path = ROOT) -> Outcome:
     tree = Path(tempfile.mkdtemp(prefix="mut-", dir=base))
     try:
-        shutil.copytree(ROOT, tree, ignore=COPY_IGNORE, dirs_exist_ok=True)
+        shutil.copytree(root, tree, ignore=COPY_IGNORE, dirs_exist_ok=True)
         apply(m, tree)
         targets = FAST_TIERS if full else list(m.tests)
         started = time.monotonic()
@@ -190,7 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-k", default="", help="only mutations whose name contains this")
     parser.add_argument("-j", type=int, default=2, help="mutations at a time (default 2)")
     parser.add_argument("--python", default=sys.executable)
+    parser.add_argument("--check", action="store_true", help="only check that every substitution applies")
+    parser.add_argument("--root", type=Path, default=ROOT, help="the tree to mutate (a copy of it; default: this one)")
     args = parser.parse_args(argv)
+    root: Path = args.root.resolve()
 
     chosen = [m for m in MUTATIONS if args.k.lower() in m.name.lower()]
     if not chosen:
@@ -198,27 +202,31 @@ def main(argv: list[str] | None = None) -> int:
     # Every substitution is checked against the current code before anything runs.
     with tempfile.TemporaryDirectory(prefix="mutations-") as base:
         check = Path(base) / "check"
-        shutil.copytree(ROOT, check, ignore=COPY_IGNORE)
+        shutil.copytree(root, check, ignore=COPY_IGNORE)
         problems = []
         for m in chosen:
             try:
                 apply(m, check)
             except MutationError as e:
                 problems.append(str(e))
-            shutil.copy2(ROOT / m.path, check / m.path)
+            if (root / m.path).exists():
+                shutil.copy2(root / m.path, check / m.path)
         if problems:
             print("mutations that no longer apply:\n  " + "\n  ".join(problems), file=sys.stderr)
             return 2
         shutil.rmtree(check)
+        if args.check:
+            print(f"all {len(chosen)} mutations apply to {root}")
+            return 0
 
         started = time.monotonic()
-        ok, base_seconds, output = baseline(chosen, args.python, args.full, Path(base))
+        ok, base_seconds, output = baseline(chosen, args.python, args.full, Path(base), root)
         if not ok:
             print(f"{output[-4000:]}\nthe tests fail without any mutation: fix that first", file=sys.stderr)
             return 2
         print(f"without a mutation the same tests pass ({base_seconds:.1f} s)")
         with ThreadPoolExecutor(max_workers=max(1, args.j)) as pool:
-            outcomes = list(pool.map(lambda m: run_one(m, args.python, args.full, Path(base)), chosen))
+            outcomes = list(pool.map(lambda m: run_one(m, args.python, args.full, Path(base), root), chosen))
         total = time.monotonic() - started
 
     width = max(len(o.mutation.name) for o in outcomes)

@@ -358,6 +358,6 @@ def test_the_secrets_check_finds_an_encoded_secret(encode: str) -> None:
             "urlsafe": base64.urlsafe_b64encode(payload),
             "glued": b"r1-x" + base64.b64encode(gzip.compress(b"A=1\n" + payload)),  # mid-word, off alignment
             "base64 of base64": base64.b64encode(base64.b64encode(payload))}[encode].decode()
-    probe = run.named("hello-probe")
-    probe.inputs["create"] += f"\necho {blob} >/dev/null\n"
-    assert _leaks(run, _secrets()) == [("hello-probe", "create", "encoded")]
+    site = run.named("site-nginx")
+    site.inputs["create"] += f"\necho {blob} >/dev/null\n"
+    assert _leaks(run, _secrets()) == [("site-nginx", "create", "encoded")]

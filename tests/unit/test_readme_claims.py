@@ -11,6 +11,7 @@ tests/static/test_rendered_files.py.)
 from __future__ import annotations
 
 import copy
+import re
 import shlex
 import subprocess
 import time
@@ -20,8 +21,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import TEST_KEY
-from tests.engine import CommandFailedError, Engine, Step, UpResult
-from tests.program import Declared, ProgramRun, run_program, stack_config
+from tests.program import ProgramRun, run_program, stack_config
 from tests.static.rendered import landed, script_of
 from tests.unit.scripts import assignment, bash, create, section
 
@@ -127,7 +127,8 @@ def test_ssh_public_key_is_uploaded_and_used() -> None:
     run = _dev()
     key = run.named("server-key").inputs
     assert key["publicKey"] == stack_config("dev")["ssh_public_key"]
-    assert run.named("server-droplet").inputs["sshKeys"] == ["3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa"]
+    keys = run.named("server-droplet").inputs["sshKeys"]
+    assert len(keys) == 1 and re.fullmatch(r"([0-9a-f]{2}:){15}[0-9a-f]{2}", keys[0]), keys  # the uploaded key's
 
 
 # ----------------------------------------------------------------- the release output
@@ -215,40 +216,38 @@ def test_no_https_no_certbot() -> None:
 # ----------------------------------------------------------------- a failed release halts the roll
 
 
-class _FailingEngine(Engine):
-    """tests/engine.py's decisions, with each command recorded instead of run over SSH;
-    the command named ``fail`` exits 1."""
-
-    def __init__(self, fail: str) -> None:
-        super().__init__(Path("/nonexistent"))
-        self.fail = fail
-        self.state: list[dict[str, Any]] = []
-
-    def load(self) -> list[dict[str, Any]]:
-        return list(self.state)
-
-    def save(self, resources: list[dict[str, Any]]) -> None:
-        self.state = list(resources)
-
-    def _run(self, res: dict[str, Any] | Declared, op: str, text: str | None, result: UpResult) -> dict[str, str]:
-        name = res.name if isinstance(res, Declared) else res["name"]
-        result.steps.append(Step(name, op, 0.0))
-        if name == self.fail:
-            urn = res.urn if isinstance(res, Declared) else res["urn"]
-            raise CommandFailedError(urn, op, subprocess.CompletedProcess([], 1, "", "health check failed"))
-        return {"stdout": "", "stderr": ""}
+def _waits_for(run: ProgramRun, name: str) -> set[str]:
+    """Every resource that cannot start before ``name`` has completed (its dependents, transitively)."""
+    by_urn = {r.urn: r.name for r in run.resources}
+    dependents: dict[str, set[str]] = {}
+    for r in run.resources:
+        for d in r.dependencies:
+            dependents.setdefault(by_urn.get(d, d), set()).add(r.name)
+    out: set[str] = set()
+    todo = [name]
+    while todo:
+        for n in dependents.get(todo.pop(), set()) - out:
+            out.add(n)
+            todo.append(n)
+    return out
 
 
-def test_a_failed_release_halts_the_roll_across_hosts() -> None:
+@pytest.mark.parametrize("failing", [1, 2])
+def test_a_failed_release_halts_the_roll_across_hosts(failing: int) -> None:
+    """A resource starts only once what it depends on has completed, so a deploy that fails on
+    host i (and is rolled back there by its script) keeps every later host on the old release,
+    and leaves the earlier ones and the other apps alone."""
     cfg = copy.deepcopy(stack_config("local"))
     cfg.pop("host")
     cfg["hosts"] = [{"address": f"192.0.2.{i}", "user": "root", "port": 22} for i in (1, 2, 3)]
     cfg["ssh_private_key_file"] = str(TEST_KEY)
-    engine = _FailingEngine(fail="hello@2-deploy")
-    with pytest.raises(CommandFailedError):
-        engine.deploy(cfg, stack="local")
-    # what the engine carried out before the failure stopped the run
-    done = {r["name"] for r in engine.state}
-    assert "hello-deploy" in done  # host 1 has the new release
-    assert "hello@2-deploy" not in done  # host 2 failed it (rolled back by the script)
-    assert "hello@3-deploy" not in done and "hello@3-probe" not in done  # host 3 was never asked
+    run = run_program(cfg, stack="local")
+    at = lambda app, i: app if i == 1 else f"{app}@{i}"  # noqa: E731 - replica naming
+    blocked = _waits_for(run, f"{at('hello', failing)}-deploy")
+    for later in range(failing + 1, 4):
+        assert f"{at('hello', later)}-deploy" in blocked, later
+    for earlier in range(1, failing):
+        assert f"{at('hello', earlier)}-deploy" not in blocked, earlier
+    # another app's roll and the hosts themselves go on
+    assert not {f"{at('hashing', i)}-deploy" for i in (1, 2, 3)} & blocked
+    assert not {f"{at('provision', i)}-server" for i in (1, 2, 3)} & blocked
