@@ -64,6 +64,10 @@ MUTATIONS: list[Mutation] = [
              (f"{PROMISES}::test_worker_unit_is_unprivileged_and_read_only", EXPOSURE)),
     Mutation("worker unit runs as root", UNIT, "User=plumber\nGroup=plumber\n", "",
              (f"{PROMISES}::test_worker_unit_is_unprivileged_and_read_only", EXPOSURE)),
+    # the same two, against the static tier's exposure score alone (systemd-analyze security)
+    Mutation("worker unit without ProtectSystem=strict (exposure score)", UNIT, "ProtectSystem=strict\n", "",
+             (EXPOSURE,)),
+    Mutation("worker unit runs as root (exposure score)", UNIT, "User=plumber\nGroup=plumber\n", "", (EXPOSURE,)),
     Mutation("forward_root ignored", SITE, "{% if forward_path %}", "{% if false %}",
              (f"{PROMISES}::test_forward_root_redirects_to_the_app", f"{NGINX}::test_forward_root")),
     Mutation("forward_root redirects to / (a loop)", SITE, "return 302 {{ forward_path }}/;", "return 302 /;",
