@@ -6,21 +6,23 @@ PYTHON ?= python3
 PYTEST := $(PYTHON) -m pytest
 APT_PACKAGES := $(shell cat tests/lab/apt-packages.txt 2>/dev/null) \
 	nginx libnginx-mod-http-js shellcheck r-base-core r-cran-plumber r-cran-digest curl openssl wrk make \
-	nmap testssl.sh
+	nmap testssl.sh \
+	golang-go golang-golang-x-crypto-dev golang-github-pkg-sftp-dev
 
 .PHONY: unit-loop bench security-report bench-release test deps lint test-unit test-static test-e2e lab lab-down lab-status clean
 
 ## test: every tier (lint, unit, static, end-to-end): what the README and .ci/run run
 test: deps lint test-unit test-static test-e2e
 
-## deps: install what the tests need (apt and pip); quick when already there
+## deps: install what the tests need (apt, incl. Go for tests/sshrun, and pip: the program, the tests,
+## the policy pack); quick when already there
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "apt: installing $$missing"; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
-	@$(PYTHON) -m pip install -q -r requirements-dev.txt
+	@$(PYTHON) -m pip install -q -r requirements-dev.txt -r policy/requirements.txt
 
 lint:
 	$(PYTHON) -m ruff check .
@@ -64,8 +66,9 @@ lab-status:
 clean: lab-down
 	rm -rf .lab/machines .pytest_cache
 
-## bench: requests/s per worker count, proxy overhead, plumberDeploy baseline, program scale; writes
-## bench/results.md and bench/results.png. Uses the lab (starts it if down and stops it again; leaves a
+## bench: requests/s per worker count, proxy overhead, plumberDeploy baseline, program scale, app transport
+## (state per app, copy and deploy seconds; bench/state.py); writes bench/results.md, bench/results.png and
+## bench/results-transport.png. Uses the lab (starts it if down and stops it again; leaves a
 ## running lab up); about 6 minutes. Run nothing else on the machine meanwhile.
 bench: deps
 	@$(PYTHON) -m pip install -q -r bench/requirements.txt

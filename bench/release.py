@@ -63,7 +63,7 @@ def main() -> None:
         t0 = time.monotonic()
         _, result = engine.deploy(cfg, stack="local")
         deploy_s = time.monotonic() - t0
-        assert result.ran == ["update hello-probe", "update hello-deploy"], result.ran
+        assert result.ran == ["update hello-upload", "update hello-deploy"], result.ran
         rows.append(("plumber-hosting rolling release", wrk.finish(proc, SECONDS), deploy_s))
 
         # in place: systemctl restart of every worker (plumberDeploy)
