@@ -47,6 +47,11 @@ test-static:
 test-e2e:
 	$(PYTEST) -q -p no:cacheprovider tests/lab tests/e2e
 
+## mutations: break each README promise in a copy of the repo; the fast test that catches it (target < 60 s)
+.PHONY: mutations
+mutations:
+	$(PYTHON) -m tests.mutations
+
 ## lab / lab-down: a droplet-like test host for `pulumi up --stack local`
 lab:
 	$(PYTHON) -m tests.lab up

@@ -59,6 +59,8 @@ class ProgramRun:
     outputs: dict[str, Any] = field(default_factory=dict)
     secret_outputs: set[str] = field(default_factory=set)
     warnings: list[str] = field(default_factory=list)
+    # what each component passed to register_outputs, by URN (what a policy pack sees as its props)
+    component_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def of_type(self, typ: str) -> list[Declared]:
         return [r for r in self.resources if r.type == typ]
@@ -281,6 +283,12 @@ class _Monitor(pulumi_mocks.MockMonitor):
             # as the engine does: the step runs now, its outputs go back to the program
             self.mocks.pending.outputs = self.on_register(declared)  # type: ignore[attr-defined]
         return super().RegisterResource(request)
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802 - gRPC name
+        outputs = _unwrap(rpc.deserialize_properties(request.outputs))
+        with self.lock:
+            self.run.component_outputs[request.urn] = outputs
+        return super().RegisterResourceOutputs(request)
 
 
 class _Logger:
