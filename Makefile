@@ -14,14 +14,15 @@ APT_PACKAGES := $(shell cat tests/lab/apt-packages.txt 2>/dev/null) \
 ## test: every tier (lint, unit, static, end-to-end): what the README and .ci/run run
 test: deps lint test-unit test-static test-e2e
 
-## deps: install what the tests need (apt and pip); quick when already there
+## deps: install what the tests need (apt, incl. Go for tests/sshrun, and pip: the program, the tests,
+## the policy pack); quick when already there
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "apt: installing $$missing"; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
-	@$(PYTHON) -m pip install -q -r requirements-dev.txt
+	@$(PYTHON) -m pip install -q -r requirements-dev.txt -r policy/requirements.txt
 
 lint:
 	$(PYTHON) -m ruff check .
@@ -45,6 +46,11 @@ test-static:
 ## test-e2e: the program's own commands on a lab host (systemd-nspawn), checked as a user would
 test-e2e:
 	$(PYTEST) -q -p no:cacheprovider tests/lab tests/e2e
+
+## mutations: break each README promise in a copy of the repo; the fast test that catches it (target < 60 s)
+.PHONY: mutations
+mutations:
+	$(PYTHON) -m tests.mutations
 
 ## lab / lab-down: a droplet-like test host for `pulumi up --stack local`
 lab:

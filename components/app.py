@@ -23,7 +23,7 @@ UPLOADS = ".plumber-hosting/uploads"
 
 def env_file(app: AppSpec) -> str:
     """The app's EnvironmentFile: env and secret_env (secret: only ever on stdin)."""
-    return render("etc/plumber-hosting/env/api.env.j2", name=app.name, env={**app.env, **app.secret_env})
+    return render("etc/plumber-hosting/env/api.env.j2", name=app.name, env=app.env, secret_env=app.secret_env)
 
 
 def upload_path(app: AppSpec, bundle: Bundle) -> str:

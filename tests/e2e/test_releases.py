@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Deployer, curl, get_json
+from tests.e2e.conftest import Deployer, assert_previews_only_app, curl, get_json
 from tests.e2e.load import SteadyLoad
 from tests.engine import CommandFailedError
 
@@ -58,6 +58,7 @@ def ver(address: str, app: str) -> str:
 def test_redeploy_under_load_loses_no_request(deployer: Deployer, config: dict[str, Any], apps_dir: Path, address: str, app: str) -> None:
     assert ver(address, app) == "v1"
     version(apps_dir / app, "v2")
+    assert_previews_only_app(deployer.preview(config), app)
     with SteadyLoad(address, f"/{app}/version", rate=25) as load:
         time.sleep(1)
         result = deployer.up(config)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Deployer, curl, get_json, status
+from tests.e2e.conftest import Deployer, assert_previews_only_app, curl, get_json, status
 from tests.lab.lab import Lab
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,11 +45,13 @@ def units(host: Any, app: str) -> list[str]:
 
 
 def test_fresh_host_serves_every_app(deployer: Deployer, config: dict[str, Any], address: str, host: Any) -> None:
+    plan = deployer.preview(config)
     result = deployer.up(config)
     assert sorted(result.ops("create")) == sorted(
         ["provision-server", "site-nginx", "hello-upload", "hello-deploy", "hashing-upload", "hashing-deploy",
          "greeter-upload", "greeter-deploy", "rotation-join"]
     )
+    assert plan.changes() == {name: "create" for name in result.ops("create")}  # the preview said so
     base = f"http://{address}"
     # each app answers through nginx with its prefix stripped
     assert get_json(f"{base}/hello/hello?name=lab") == {"message": "Hello, lab!"}
@@ -88,6 +90,7 @@ def test_fresh_host_serves_every_app(deployer: Deployer, config: dict[str, Any],
 
 
 def test_same_config_again_runs_nothing(deployer: Deployer, config: dict[str, Any]) -> None:
+    assert deployer.preview(config).changes(None) == {}
     assert deployer.up(config).steps == []
 
 
@@ -95,6 +98,7 @@ def test_changing_one_app_runs_only_that_app(deployer: Deployer, config: dict[st
     before = get_json(f"http://{address}/hash/version")
     plumber = hello_copy / "plumber.R"
     plumber.write_text(plumber.read_text().replace('paste0("Hello, "', 'paste0("Hi there, "'))
+    assert_previews_only_app(deployer.preview(config), "hello")
     result = deployer.up(config)
     assert result.ran == ["update hello-upload", "update hello-deploy"]
     assert get_json(f"http://{address}/hello/hello?name=lab") == {"message": "Hi there, lab!"}

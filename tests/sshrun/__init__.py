@@ -76,7 +76,20 @@ class Result:
         return self.error is None
 
 
+def _wire(connection: dict[str, Any]) -> dict[str, Any]:
+    """Numbers arrive from the program as protobuf doubles (15.0); the provider decodes the integer
+    fields (dialErrorLimit, perDialTimeout) into Go ints, as this does."""
+    out = dict(connection)
+    for k in ("dialErrorLimit", "perDialTimeout"):
+        if isinstance(out.get(k), float) and out[k].is_integer():
+            out[k] = int(out[k])
+    if isinstance(out.get("proxy"), dict):
+        raise NotImplementedError("the test engine does not carry out proxy connections")
+    return out
+
+
 def _call(mode: str, request: dict[str, Any], timeout: float) -> Result:
+    request = {**request, "connection": _wire(request["connection"])}
     started = time.monotonic()
     env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}  # no agent: the key decides
     proc = subprocess.run([str(binary()), mode], input=json.dumps(request), capture_output=True,

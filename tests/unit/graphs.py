@@ -44,6 +44,9 @@ NEW_FOR_EVERY_STACK = {
     (CMD, "rotation-join"),
     ("plumber-hosting:index:Project", "project"),
     (f"{DO}project:Project", "project-group"),
+    # the stack's VPC, from the first `up` (components/network.py)
+    ("plumber-hosting:index:Network", "network"),
+    (f"{DO}vpc:Vpc", "network-vpc"),
 }
 
 
