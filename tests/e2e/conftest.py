@@ -181,14 +181,14 @@ class Deployer:
 
 
 def assert_previews_only_app(plan: Plan, app: str) -> None:
-    """An app's code change previews updates to that app's resources and nothing else; the
-    deploy's stdin is unknown (its probe will run: pulumi-go-provider marks the probe's stdout
-    computed), so the preview cannot say whether the code will be uploaded."""
+    """An app's code change previews updates to that app's upload (a new copy: its file's hash
+    and remotePath change) and its deploy, and nothing else. Nothing about them is unknown: the
+    code travels as a FileAsset the program built, and the deploy's stdin is the env file."""
     changes = plan.changes(None)
     assert changes and set(changes.values()) == {"update"}, changes
-    assert all(n.startswith(f"{app}-") for n in changes), changes
-    assert {f"{app}-probe", f"{app}-deploy"} <= set(changes), changes
-    assert "stdin" in plan.unknown_inputs.get(f"{app}-deploy", []), plan.unknown_inputs
+    assert set(changes) == {f"{app}-upload", f"{app}-deploy"}, changes
+    assert not plan.unknown_inputs.get(f"{app}-deploy") and not plan.unknown_inputs.get(f"{app}-upload"), \
+        plan.unknown_inputs
 
 
 def record(result: UpResult) -> None:
