@@ -6,21 +6,23 @@ PYTHON ?= python3
 PYTEST := $(PYTHON) -m pytest
 APT_PACKAGES := $(shell cat tests/lab/apt-packages.txt 2>/dev/null) \
 	nginx libnginx-mod-http-js shellcheck r-base-core r-cran-plumber r-cran-digest curl openssl wrk make \
-	nmap testssl.sh
+	nmap testssl.sh \
+	golang-go golang-golang-x-crypto-dev golang-github-pkg-sftp-dev
 
-.PHONY: bench security-report bench-release test deps lint test-unit test-static test-e2e lab lab-down lab-status clean
+.PHONY: unit-loop bench security-report bench-release bench-transport test deps lint test-unit test-static test-e2e lab lab-down lab-status clean
 
 ## test: every tier (lint, unit, static, end-to-end): what the README and .ci/run run
 test: deps lint test-unit test-static test-e2e
 
-## deps: install what the tests need (apt and pip); quick when already there
+## deps: install what the tests need (apt, incl. Go for tests/sshrun, and pip: the program, the tests,
+## the policy pack); quick when already there
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "apt: installing $$missing"; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
-	@$(PYTHON) -m pip install -q -r requirements-dev.txt
+	@$(PYTHON) -m pip install -q -r requirements-dev.txt -r policy/requirements.txt
 
 lint:
 	$(PYTHON) -m ruff check .
@@ -29,6 +31,14 @@ lint:
 test-unit:
 	$(PYTEST) -q tests/unit $(wildcard tests/policy) $(wildcard tests/gitops)
 
+## unit-loop: the fast tiers N times in a row (order-dependence shows up as a failure; N=30 by default)
+N ?= 30
+unit-loop:
+	@pass=0; for i in $$(seq 1 $(N)); do \
+		if $(PYTEST) -q -p no:cacheprovider tests/unit $(wildcard tests/policy) $(wildcard tests/gitops) >/tmp/unit-loop-$$i.log 2>&1; \
+		then pass=$$((pass+1)); else echo "run $$i failed:"; grep -E '^FAILED' /tmp/unit-loop-$$i.log; fi; \
+	done; echo "unit tier: $$pass of $(N) runs passed"; [ $$pass -eq $(N) ]
+
 ## test-static: every rendered file through nginx -t, systemd-analyze, shellcheck
 test-static:
 	$(PYTEST) -q tests/static
@@ -36,6 +46,11 @@ test-static:
 ## test-e2e: the program's own commands on a lab host (systemd-nspawn), checked as a user would
 test-e2e:
 	$(PYTEST) -q -p no:cacheprovider tests/lab tests/e2e
+
+## mutations: break each README promise in a copy of the repo; the fast test that catches it (target < 60 s)
+.PHONY: mutations
+mutations:
+	$(PYTHON) -m tests.mutations
 
 ## lab / lab-down: a droplet-like test host for `pulumi up --stack local`
 lab:
@@ -51,12 +66,19 @@ lab-status:
 clean: lab-down
 	rm -rf .lab/machines .pytest_cache
 
-## bench: requests/s per worker count, proxy overhead, plumberDeploy baseline, program scale; writes
-## bench/results.md and bench/results.png. Uses the lab (starts it if down and stops it again; leaves a
+## bench: requests/s per worker count, proxy overhead, plumberDeploy baseline, program scale, app transport
+## (state per app, copy and deploy seconds; bench/state.py); writes bench/results.md, bench/results.png and
+## bench/results-transport.png. Uses the lab (starts it if down and stops it again; leaves a
 ## running lab up); about 6 minutes. Run nothing else on the machine meanwhile.
 bench: deps
 	@$(PYTHON) -m pip install -q -r bench/requirements.txt
 	$(PYTHON) -m bench
+
+## bench-transport: the app-transport table alone (state per app before/after; copy, deploy and scp seconds on
+## the lab); writes bench/state-results.md and bench/state-results.png
+bench-transport: deps
+	@$(PYTHON) -m pip install -q -r bench/requirements.txt
+	BENCH_COMMAND="make bench-transport" $(PYTHON) -m bench.state
 
 ## bench-release: what three clients (wrk, urllib3 GET with retries, POST) notice of a release, ours vs in-place
 ## restart; writes bench/release-results.md and bench/release.png

@@ -10,9 +10,11 @@ import pulumi
 
 from components.config import load_spec, private_key_text
 from components.dns import Dns, DnsArgs
+from components.droplet_rules import check_replacements
 from components.fleet import build_replicas
 from components.loadbalancer import LoadBalancer, LoadBalancerArgs
 from components.monitoring import Monitoring, MonitoringArgs
+from components.network import Network, NetworkArgs
 from components.project import Project, ProjectArgs
 from components.server import droplet_base_name
 
@@ -21,9 +23,18 @@ BASE_DIR = Path(__file__).resolve().parent
 spec = load_spec(BASE_DIR)  # every config error is raised here, before any resource
 stack = pulumi.get_stack()
 droplet_name = droplet_base_name(spec, stack)
+# A protected droplet a change would replace is an error here; an older one-server stack's droplet
+# outside the stack's VPC stays there.
+outside_vpc = check_replacements(spec, droplet_name)
 
+# Every droplet lives in the stack's VPC from the first `up` (replicas changes never move one).
+network = Network("network", NetworkArgs(spec=spec, droplet_name=droplet_name)) if not spec.existing_host else None
 # With replicas >= 2: a load balancer in front, TLS ends there.
-front = LoadBalancer("lb", LoadBalancerArgs(spec=spec, droplet_name=droplet_name)) if spec.load_balanced else None
+front = (
+    LoadBalancer("lb", LoadBalancerArgs(spec=spec, droplet_name=droplet_name, vpc=network.vpc))
+    if spec.load_balanced and network is not None
+    else None
+)
 
 replicas = build_replicas(
     spec,
@@ -31,6 +42,8 @@ replicas = build_replicas(
     private_key=pulumi.Output.secret(private_key_text(spec, BASE_DIR)),
     stack=stack,
     front=front,
+    network=network,
+    outside_vpc=outside_vpc,
 )
 first = replicas[0]
 address = front.ip if front is not None else first.server.address

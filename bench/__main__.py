@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import report, scale, serving
+from bench import report, scale, serving, state
 
 HERE = Path(__file__).resolve().parent
 
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             print("serving (lab host)", flush=True)
             context.append(f"Load average when the serving part started: {load()}.")
             results = serving.run(log=lambda s: print(s, flush=True))
+        transport = state.run(work / "state", lab=not args.no_lab, log=lambda s: print(s, flush=True))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -54,11 +55,13 @@ def main(argv: list[str] | None = None) -> int:
         repeats=scale.REPEATS,
         context=[" ".join(context), ""],
     )
+    text += "\n" + "\n".join(state.markdown(*transport)) + "\n"
     args.out.write_text(text)
     png = args.out.with_suffix(".png")
     report.plot(results, sizes, png)
+    state.plot(*transport, png.with_name(png.stem + "-transport.png"))
     print("\n" + text)
-    print(f"wrote {args.out} and {png} in {time.monotonic() - started:.0f} s")
+    print(f"wrote {args.out}, {png} and {png.stem}-transport.png in {time.monotonic() - started:.0f} s")
     return 0
 
 

@@ -329,7 +329,7 @@ def main() -> int:
             def go() -> None:
                 bump(source, n)
                 _, result = engine.deploy(cfg, stack="local")
-                assert result.ran == ["update hello-probe", "update hello-deploy"], result.ran
+                assert result.ran == ["update hello-upload", "update hello-deploy"], result.ran
                 print(f"release {n}, at {time.time():.3f}:\n{next(s.stderr for s in result.steps if s.name == 'hello-deploy')}")
             return go
 

@@ -105,7 +105,7 @@ def time_program(n: int, work: Path, key: Path) -> ScaleResult:
 
 def command_counts(work: Path, key: Path) -> list[CountResult]:
     """What the test engine would run for each change of the 100-app stack (no host needed)."""
-    from tests.engine import Engine, Step, UpResult
+    from tests.engine import COMMAND, Engine, Step, UpResult
     from tests.program import Declared
 
     class CountingEngine(Engine):
@@ -126,12 +126,17 @@ def command_counts(work: Path, key: Path) -> list[CountResult]:
             result.steps.append(Step(res.name if isinstance(res, Declared) else res["name"], op, 0.0))
             return {"stdout": "", "stderr": ""}
 
+        def _copy(self, res: Declared, op: str, result: UpResult, prev: Any) -> dict[str, str]:
+            return {}  # an app's <app>-upload (CopyToRemote) copies a file; it runs no command
+
     engine = CountingEngine()
     base = app_config(COUNT_APPS, work, key)
     out: list[CountResult] = []
 
     def up(change: str, cfg: dict[str, Any]) -> None:
-        out.append(CountResult(change, engine.deploy(cfg, stack="dev")[1].ran))
+        steps = engine.deploy(cfg, stack="dev")[1].steps
+        # remote commands only: the engine also lists cloud resources and copies as steps
+        out.append(CountResult(change, [f"{s.op} {s.name}" for s in steps if s.type == COMMAND]))
 
     up(f"first up ({COUNT_APPS} apps)", base)
     up("no-op up (nothing changed)", base)

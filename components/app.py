@@ -8,30 +8,36 @@ from pathlib import Path
 import pulumi
 from pulumi_command import remote
 
-from components.bundle import make_bundle
+from components.bundle import Bundle, make_bundle
 from components.config import AppSpec, StackSpec, resolve_path
 from components.remote_script import child_options, owner_token, script_command
-from components.render import render, sha
+from components.render import render
 
 TYPE = "plumber-hosting:index:PlumberApp"
+# Where <app>-upload puts an app's bundles on the server: relative, so under the
+# home directory of the connection's user (the SFTP server resolves a relative
+# path against the directory sshd starts it in, the user's home), which that
+# user can write to whether or not it is root.
+UPLOADS = ".plumber-hosting/uploads"
 
 
 def env_file(app: AppSpec) -> str:
     """The app's EnvironmentFile: env and secret_env (secret: only ever on stdin)."""
-    return render("etc/plumber-hosting/env/api.env.j2", name=app.name, env={**app.env, **app.secret_env})
+    return render("etc/plumber-hosting/env/api.env.j2", name=app.name, env=app.env, secret_env=app.secret_env)
 
 
-def release_present(probe_stdout: str | None) -> bool:
-    """The probe's answer; anything but a clear "present" (unknown in a preview) uploads the code."""
-    lines = (probe_stdout or "").strip().splitlines()
-    return bool(lines) and lines[-1].strip() == "present"
+def upload_path(app: AppSpec, bundle: Bundle) -> str:
+    """The bundle's remote path, relative to the connection user's home."""
+    return f"{UPLOADS}/{app.name}/{bundle.release}.tar"
 
 
 def r_vector(items: list[str]) -> str:
     return "c(" + ", ".join(f"'{i}'" for i in items) + ")"
 
 
-def deploy_script(spec: StackSpec, app: AppSpec, release: str, token: str) -> str:
+def deploy_script(
+    spec: StackSpec, app: AppSpec, bundle: Bundle, token: str, *, upload_user: str, upload_resource: str
+) -> str:
     ports = app.ports
     upstream = "etc/nginx/plumber-hosting/upstreams/api.conf.j2"
     common = {
@@ -48,7 +54,11 @@ def deploy_script(spec: StackSpec, app: AppSpec, release: str, token: str) -> st
     return render(
         "scripts/deploy-app.sh.j2",
         name=app.name,
-        release=release,
+        release=bundle.release,
+        bundle_sha256=bundle.sha256,
+        upload_user=upload_user,
+        upload_path=upload_path(app, bundle),
+        upload_resource=upload_resource,
         token=token,
         ports=ports,
         workers=app.workers,
@@ -101,35 +111,57 @@ class PlumberApp(pulumi.ComponentResource):
     def __init__(self, name: str, args: PlumberAppArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(TYPE, name, None, opts)
         app = args.app
-        bundle = make_bundle(resolve_path(args.base_dir, app.source), env_file(app))
-        token = owner_token(name, deploy_script(args.spec, app, bundle.release, ""))
-        script = deploy_script(args.spec, app, bundle.release, token)
-        # Asks the server whether the release is already there. Its script
-        # carries a hash of the deploy script (which names the release), so it
-        # runs again whenever the deploy does for anything but an env change,
-        # and a release it saw can only be the current one, which is kept.
-        self.probe = script_command(
-            f"{name}-probe",
+        bundle = make_bundle(resolve_path(args.base_dir, app.source), args.base_dir)
+        user = args.connection.user or "root"  # pulumi-command v1.2.1 default (remote/connection.go:57)
+        if not isinstance(user, str):
+            raise TypeError("PlumberApp: the connection's user must be known when the program runs")
+        # The code travels outside the state: CopyToRemote records the
+        # FileAsset's path and SHA-256 (its outputs are its inputs,
+        # copy.go:84-86) and copies on create, and on update only when that
+        # hash or remotePath changed (copyController.go:148); delete removes
+        # nothing on the server (no CustomDelete, so go-provider's default
+        # Delete, infer/resource.go:1484-1497, does nothing). A file source and
+        # a remotePath that does not exist yet: the file lands at remotePath,
+        # its parent directories created (copyController.go:256-266; new in
+        # 1.2.1, which requirements.txt pins).
+        # Another server (a droplet recreated with a new address, another
+        # user's home) is a new copy: a connection change alone updates
+        # without copying (copyController.go:148), so the server's identity
+        # goes into `triggers`, which replaces the resource when it changes
+        # (replaceOnChanges, copy.go:38): the new one copies on create, the
+        # old one's delete does nothing.
+        # Like every child it runs once its component may: the SDK registers
+        # a component after its depends_on (pulumi/runtime/resource.py:212-216)
+        # and a child after its parent's URN (resource.py:244-247), so after
+        # the site, and on replica i after this app on replica i-1. It touches
+        # nothing that serves.
+        self.upload = remote.CopyToRemote(
+            f"{name}-upload",
             connection=args.connection,
-            script=render(
-                "scripts/probe-release.sh.j2",
-                name=app.name,
-                release=bundle.release,
-                deploy=sha(script),
-            ),
-            sudo=args.sudo,
-            opts=child_options(self, opts),
+            source=pulumi.FileAsset(bundle.path),
+            remote_path=upload_path(app, bundle),
+            triggers=[args.connection.host, args.connection.port or 22, user],
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        stdin = self.probe.stdout.apply(lambda out: bundle.env_payload if release_present(out) else bundle.payload)
+        options = {"upload_user": user, "upload_resource": f"{name}-upload"}
+        token = owner_token(name, deploy_script(args.spec, app, bundle, "", **options))
         self.command = script_command(
             f"{name}-deploy",
             connection=args.connection,
-            script=script,
-            delete_script=render("scripts/remove-app.sh.j2", name=app.name, token=token),
+            script=deploy_script(args.spec, app, bundle, token, **options),
+            delete_script=render(
+                "scripts/remove-app.sh.j2", name=app.name, token=token, upload_user=user, uploads=UPLOADS
+            ),
             sudo=args.sudo,
-            stdin=pulumi.Output.secret(stdin),
-            opts=child_options(self, opts),
+            # The env file only: it holds secret_env. The deploy script reads
+            # all of it, so does the delete script (which pulumi-command hands
+            # the last stdin too, commandOutputs.go:73-75).
+            stdin=pulumi.Output.secret(env_file(app)),
+            opts=pulumi.ResourceOptions.merge(
+                child_options(self, opts), pulumi.ResourceOptions(depends_on=[self.upload])
+            ),
         )
+        self.bundle = bundle
         self.release = bundle.release
         self.url = pulumi.Output.concat(args.base_url, app.url_path, "/")
         self.docs_url = pulumi.Output.concat(self.url, "__docs__/") if app.docs else None

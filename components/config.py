@@ -20,6 +20,8 @@ import pulumi
 from pulumi.runtime import config as runtime_config
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from components.droplet_rules import droplet_problems
+
 NAMESPACE = "plumber-hosting"
 
 LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
@@ -53,6 +55,9 @@ DROPLET_ONLY = (
     "reserved_ip",
     "replicas",
     "alerts",
+    # components/droplet_rules.py
+    "protect",
+    "resize_disk",
 )
 
 # Keys whose config value is text even when it looks like JSON (a droplet
@@ -399,6 +404,9 @@ class StackSpec(Strict):
     # Scale out: several droplets behind a DigitalOcean load balancer
     replicas: int = Field(1, ge=1, le=MAX_REPLICAS)
     alerts: AlertsSpec | None = None
+    # What DigitalOcean may do to a droplet (components/droplet_rules.py)
+    protect: bool = True  # droplets and the reserved IP cannot be deleted or replaced
+    resize_disk: bool = False  # a size change grows the disk too (irreversible)
     # Existing-host mode: one server (host) or several (hosts)
     host: HostSpec | None = None
     hosts: list[HostSpec] | None = None
@@ -613,6 +621,7 @@ def _semantic_problems(spec: StackSpec, base_dir: Path, raw_keys: set[str]) -> l
         out.append(("ssh_private_key", "expected an OpenSSH/PEM private key"))
 
     out += _scale_problems(spec)
+    out += droplet_problems(spec)
 
     if spec.https is not None:
         if spec.domain is None:
@@ -746,6 +755,10 @@ def validate(raw: dict[str, Any], base_dir: Path) -> StackSpec:
     if problems:
         raise ConfigError(_format(problems))
     return spec
+
+
+def format_problems(problems: list[tuple[str, str]]) -> str:
+    return _format(problems)
 
 
 def _format(problems: list[tuple[str, str]]) -> str:

@@ -9,7 +9,10 @@ stack that stays at one server sees no new names; replica i >= 2 adds
 An app's deploy on replica i waits for the same app's deploy on replica i-1:
 a release rolls across the servers one at a time, each health-gated by its
 deploy script, and a release that fails on one server stops there while the
-others keep serving the old one. Nothing a replica declares depends on the
+others keep serving the old one. Likewise droplet i waits for replica i-1's
+rotation: a droplet change (a resize powers the droplet off) reaches the next
+droplet only once the previous one serves again, and a new stack's droplets
+are built one after another. Nothing a replica declares depends on the
 number of replicas, so adding or removing one leaves the others untouched.
 """
 
@@ -23,10 +26,45 @@ import pulumi
 from components.app import PlumberApp, PlumberAppArgs
 from components.config import StackSpec
 from components.loadbalancer import LoadBalancer
+from components.network import Network
 from components.provision import Provision, ProvisionArgs
 from components.rotation import Rotation, RotationArgs
 from components.server import Server, ServerArgs
 from components.site import Site, SiteArgs, base_url
+
+
+def runs_on(identity: pulumi.Input[str] | None) -> list[pulumi.ResourceTransformation]:
+    """Makes the server's identity part of every remote command declared under a component.
+
+    A droplet replaced behind its reserved IP keeps the address the commands
+    connect to, so without this their inputs would not change and Pulumi would
+    run none of them on the new, blank droplet. With the droplet's id in the
+    command text, a new droplet changes every command's ``create``/``update``:
+    pulumi-command then runs ``update`` on the new server in place
+    (provider/pkg/provider/remote/commandController.go, v1.2.1: only a
+    ``triggers`` change replaces, and a replacement would run the old resource's
+    ``delete`` over the same address, i.e. on the new server, after the create).
+    A CopyToRemote has no script to carry it: its ``triggers`` get the identity,
+    so a new droplet gets the files again (its delete removes nothing).
+    """
+    if identity is None:
+        return []
+
+    def transform(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult | None:
+        props = dict(args.props)
+        if args.type_ == "command:remote:Command":
+            for op in ("create", "update"):
+                if props.get(op) is not None:
+                    props[op] = pulumi.Output.concat("# plumber-hosting: on ", identity, "\n", props[op])
+        elif args.type_ == "command:remote:CopyToRemote":
+            props["triggers"] = pulumi.Output.all(props.get("triggers") or [], identity).apply(
+                lambda v: [*v[0], v[1]]
+            )
+        else:
+            return None
+        return pulumi.ResourceTransformationResult(props, args.opts)
+
+    return [transform]
 
 
 def replica_name(base: str, index: int) -> str:
@@ -52,7 +90,10 @@ def build_replicas(
     private_key: pulumi.Output[str],
     stack: str,
     front: LoadBalancer | None,
+    network: Network | None = None,
+    outside_vpc: bool = False,
 ) -> list[Replica]:
+    """``outside_vpc``: the (only) droplet predates the stack's VPC and stays out of it."""
     replicas: list[Replica] = []
     for i in range(1, spec.replica_count + 1):
         previous = replicas[-1] if replicas else None
@@ -60,13 +101,19 @@ def build_replicas(
             replica_name("server", i),
             ServerArgs(
                 spec=spec, private_key=private_key, stack=stack, replica=i, front=front,
+                vpc=network.vpc if network is not None and not outside_vpc else None,
                 ssh_keys=replicas[0].server.ssh_keys if replicas else None,
+                key_resources=replicas[0].server.key_resources if replicas else None,
+                # A droplet change (a resize powers it off) waits until the previous replica
+                # is back in the rotation: one droplet out of service at a time.
+                after=[previous.rotation.command] if previous is not None and previous.rotation else None,
             ),
         )
+        on_server = runs_on(server.identity)
         provision = Provision(
             replica_name("provision", i),
             ProvisionArgs(spec=spec, connection=server.connection, sudo=server.sudo),
-            opts=pulumi.ResourceOptions(depends_on=[server]),
+            opts=pulumi.ResourceOptions(depends_on=[server], transformations=on_server),
         )
         # The URL users reach: the load balancer's, else this server's.
         address = front.ip if front is not None else server.address
@@ -74,7 +121,7 @@ def build_replicas(
         site = Site(
             replica_name("site", i),
             SiteArgs(spec=spec, connection=server.connection, url=url, sudo=server.sudo),
-            opts=pulumi.ResourceOptions(depends_on=[provision]),
+            opts=pulumi.ResourceOptions(depends_on=[provision], transformations=on_server),
         )
         replica = Replica(index=i, server=server, provision=provision, site=site, url=url)
         for app in spec.apps:
@@ -87,12 +134,17 @@ def build_replicas(
                     spec=spec, app=app, base_dir=base_dir, connection=server.connection, base_url=url,
                     sudo=server.sudo,
                 ),
-                opts=pulumi.ResourceOptions(depends_on=after),
+                opts=pulumi.ResourceOptions(depends_on=after, transformations=on_server),
             )
+        # The rotation also names the droplet's size: after a resize (in place, a power cycle)
+        # it runs again and so waits until the server serves again before the next one changes.
+        resized = (
+            runs_on(pulumi.Output.concat(server.identity, ", size ", spec.size)) if server.identity is not None else []
+        )
         replica.rotation = Rotation(
             replica_name("rotation", i),
             RotationArgs(spec=spec, connection=server.connection, sudo=server.sudo),
-            opts=pulumi.ResourceOptions(depends_on=[site, *replica.apps.values()]),
+            opts=pulumi.ResourceOptions(depends_on=[site, *replica.apps.values()], transformations=resized),
         )
         replicas.append(replica)
     return replicas

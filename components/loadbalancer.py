@@ -1,5 +1,5 @@
 """The front of a scaled-out stack (``replicas >= 2``): a DigitalOcean load
-balancer in its own VPC, TLS terminated there with a Let's Encrypt certificate,
+balancer in the stack's VPC, TLS terminated there with a Let's Encrypt certificate,
 and the cloud firewall that lets only it reach the droplets' port 80.
 
 Droplets join by carrying the component's tag (``droplet_tag`` on the load
@@ -61,6 +61,7 @@ def outbound_rules() -> list[do.FirewallOutboundRuleArgs]:
 class LoadBalancerArgs:
     spec: StackSpec
     droplet_name: str
+    vpc: do.Vpc  # the stack's own (components/network.py), which its droplets are in from the start
 
 
 class LoadBalancer(pulumi.ComponentResource):
@@ -78,10 +79,7 @@ class LoadBalancer(pulumi.ComponentResource):
         base = args.droplet_name
         child = pulumi.ResourceOptions(parent=self)
 
-        self.vpc = do.Vpc(
-            f"{name}-vpc", name=f"{base}-vpc", region=spec.region,
-            description="plumber-hosting: the load balancer and its droplets", opts=child,
-        )
+        self.vpc = args.vpc
         self.tag = do.Tag(f"{name}-tag", name=tag_name(base), opts=child)
 
         rules = [

@@ -9,11 +9,14 @@ from components.render import remote_script, sha
 
 
 def child_options(parent: pulumi.Resource, opts: pulumi.ResourceOptions | None) -> pulumi.ResourceOptions:
-    """Options for a component's child: parented, and waiting on what the component waits on.
+    """Options for a component's child: parented, and depending on what the component depends on.
 
-    Pulumi does not pass a component's ``depends_on`` to its children, so a
-    command inside a component would otherwise run before the commands its
-    component was declared to follow.
+    The ordering already holds without the explicit edge: the Python SDK registers
+    a resource only after its parent's URN resolves (pulumi 3.272.0
+    ``sdk/python/lib/pulumi/runtime/resource.py:244-247``), and a component's URN
+    resolves only after its own ``depends_on`` (``resource.py:212-216``). Copying
+    ``depends_on`` records the edge on the child itself, so the state's
+    dependencies (and the delete order derived from them) name it.
     """
     return pulumi.ResourceOptions(parent=parent, depends_on=opts.depends_on if opts else None)
 
@@ -41,9 +44,12 @@ def script_command(
 ) -> remote.Command:
     """A Command whose create and update run the same idempotent script.
 
-    ``update`` is set to the create script, so a change is always an in-place
-    re-run, never a replacement: Pulumi's create-before-delete could otherwise
-    run an old ``delete`` after its replacement's ``create``.
+    A change is an in-place update whether or not ``update`` is set: pulumi-command
+    1.2.1 implements Update (``provider/pkg/provider/remote/commandController.go:63-84``,
+    running ``update``, else ``create``), and only ``triggers`` (schema
+    replaceOnChanges, ``common/inputs.go:10``) forces a replacement (pulumi-go-provider
+    v1.3.0 ``infer/resource.go:1132-1148``). Setting ``update`` to the create script
+    only states that intent explicitly.
     """
     text = remote_script(script, sudo=sudo)
     return remote.Command(

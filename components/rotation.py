@@ -15,7 +15,7 @@ import pulumi
 from pulumi_command import remote
 
 from components.config import StackSpec
-from components.loadbalancer import DRAIN_SECONDS
+from components.loadbalancer import DRAIN_SECONDS, HEALTH_INTERVAL, HEALTHY_THRESHOLD
 from components.remote_script import child_options, owner_token, script_command
 from components.render import render
 
@@ -23,8 +23,13 @@ TYPE = "plumber-hosting:index:Rotation"
 JOIN_TIMEOUT = 120
 
 
-def join_script(token: str) -> str:
-    return render("scripts/join-rotation.sh.j2", token=token, timeout=JOIN_TIMEOUT)
+def join_script(token: str, settle_seconds: int = 0) -> str:
+    return render("scripts/join-rotation.sh.j2", token=token, timeout=JOIN_TIMEOUT, settle_seconds=settle_seconds)
+
+
+def settle_seconds(spec: StackSpec) -> int:
+    """Behind a load balancer: how long it takes to count a healthy server back in."""
+    return HEALTH_INTERVAL * HEALTHY_THRESHOLD if spec.load_balanced else 0
 
 
 def leave_script(spec: StackSpec, token: str) -> str:
@@ -47,7 +52,7 @@ class Rotation(pulumi.ComponentResource):
         self.command = script_command(
             f"{name}-join",
             connection=args.connection,
-            script=join_script(token),
+            script=join_script(token, settle_seconds(args.spec)),
             delete_script=leave_script(args.spec, token),
             sudo=args.sudo,
             opts=child_options(self, opts),

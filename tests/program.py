@@ -7,6 +7,8 @@ files, with the Pulumi engine replaced by a recording mock monitor.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import runpy
@@ -46,6 +48,8 @@ class Declared:
     dependencies: list[str]
     delete_before_replace: bool
     replace_on_changes: list[str]
+    protect: bool = False
+    aliases: list[tuple[str, str]] = field(default_factory=list)  # (old name, old parent URN) per alias
 
 
 @dataclass
@@ -55,6 +59,8 @@ class ProgramRun:
     outputs: dict[str, Any] = field(default_factory=dict)
     secret_outputs: set[str] = field(default_factory=set)
     warnings: list[str] = field(default_factory=list)
+    # what each component passed to register_outputs, by URN (what a policy pack sees as its props)
+    component_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def of_type(self, typ: str) -> list[Declared]:
         return [r for r in self.resources if r.type == typ]
@@ -94,7 +100,6 @@ def _secret_keys(struct: Any) -> set[str]:
 FAKE_STATE: dict[str, dict[str, Any]] = {
     "digitalocean:index/droplet:Droplet": {"ipv4_address": "203.0.113.10", "ipv6_address": "2001:db8::10"},
     "digitalocean:index/reservedIp:ReservedIp": {"ip_address": "198.51.100.7"},
-    "digitalocean:index/sshKey:SshKey": {"fingerprint": "3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa"},
     "digitalocean:index/loadBalancer:LoadBalancer": {"ip": "192.0.2.80", "ipv6": "2001:db8::80"},
     "command:remote:Command": {"stdout": "", "stderr": ""},
 }
@@ -122,15 +127,90 @@ def _unwrap(value: Any) -> Any:
 RegisterHook = Callable[["Declared"], dict[str, str]]
 
 
+# Droplet inputs whose change makes the provider create a new droplet
+# (ForceNew in digitalocean/droplet/resource_droplet.go): a new id, a blank disk.
+DROPLET_FORCE_NEW = ("image", "region", "sshKeys", "userData", "monitoring", "dropletAgent", "vpcUuid")
+
+
+@dataclass
+class MockCloud:
+    """A DigitalOcean account as the program sees it across several runs.
+
+    ``ssh_keys`` is what the account already holds (what ``getSshKeys``
+    answers). ``droplets`` remembers each droplet resource's last inputs and
+    id: a run that changes a replace-forcing input gets a new droplet id, as a
+    real ``pulumi up`` would, and an unchanged or in-place change keeps it.
+    Pass the same instance to successive ``run_program`` calls.
+    """
+
+    ssh_keys: list[dict[str, Any]] = field(default_factory=list)
+    droplets: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)  # "<stack>::<name>" -> (id, inputs)
+    replaced: list[str] = field(default_factory=list)  # "<stack>::<name>" of each replacement, in order
+    vpcs: dict[str, str] = field(default_factory=dict)  # id -> name; a droplet made without vpc_uuid is in default-<region>
+
+    def droplet_id(self, stack: str, name: str, inputs: dict[str, Any]) -> str:
+        base = 100000 + zlib.crc32(f"digitalocean:index/droplet:Droplet::{name}".encode()) % 900000
+        key = f"{stack}::{name}"
+        old = self.droplets.get(key)
+        if old is None:
+            rid = str(base)
+        else:
+            rid, before = old
+            if _replaces_droplet(before, inputs):
+                self.replaced.append(key)
+                rid = str(int(rid) + 1)
+        kept = dict(inputs)
+        if "vpcUuid" not in inputs and old is not None and "vpcUuid" in old[1]:
+            kept["vpcUuid"] = old[1]["vpcUuid"]  # Optional+Computed: leaving it out keeps the old value
+        self.droplets[key] = (rid, kept)
+        return rid
+
+    def find_droplets(self, filters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """What getDroplets answers: the droplets on the account as the API reads them back."""
+        live = [
+            {"id": int(rid), "name": i["name"], "region": i["region"], "image": i["image"], "size": i["size"],
+             "monitoring": bool(i.get("monitoring")), "ipv6": bool(i.get("ipv6")),
+             "vpcUuid": i.get("vpcUuid") or f"default-{i['region']}"}
+            for rid, i in self.droplets.values()
+        ]
+        for f in filters or []:
+            live = [d for d in live if str(d.get(f["key"])) in [str(v) for v in f["values"]]]
+        return live
+
+    def find_ssh_keys(self, filters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        keys = self.ssh_keys
+        for f in filters or []:
+            keys = [k for k in keys if str(k.get(f["key"])) in [str(v) for v in f["values"]]]
+        return keys
+
+
+def _replaces_droplet(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    for key in DROPLET_FORCE_NEW:
+        old, new = before.get(key), after.get(key)
+        if key == "vpcUuid" and new is None:
+            continue  # Optional+Computed
+        if key == "sshKeys":
+            old, new = sorted(old or []), sorted(new or [])
+        if key in ("monitoring", "dropletAgent"):
+            old, new = bool(old), bool(new)
+        if old != new:
+            return True
+    # ipv6 true -> false replaces; false -> true is in place (CustomizeDiff, resource_droplet.go)
+    return bool(before.get("ipv6")) and not after.get("ipv6")
+
+
 class _Mocks(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
+    def __init__(self, cloud: MockCloud | None = None) -> None:
         self.pending = threading.local()  # outputs the hook gave for the resource being registered
+        self.cloud = cloud if cloud is not None else MockCloud()
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         state = dict(args.inputs)
         state.update(FAKE_STATE.get(args.typ, {}))
-        state.update(getattr(self.pending, "outputs", None) or {})
+        pending = dict(getattr(self.pending, "outputs", None) or {})
         self.pending.outputs = None
+        engine_id = pending.pop("__id", None)  # the test engine's id for a replaced resource (a new droplet)
+        state.update(pending)
         # DigitalOcean ids are numbers; these are stable per resource, so two runs of
         # the same program declare the same inputs whatever order resources register in.
         rid = str(100000 + zlib.crc32(f"{args.typ}::{args.name}".encode()) % 900000)
@@ -141,13 +221,33 @@ class _Mocks(pulumi.runtime.Mocks):
             replica = int(args.name.split("@")[1].split("-")[0]) if "@" in args.name else 1
             state["ipv4_address"] = f"203.0.113.{9 + replica}"
             state["ipv6_address"] = f"2001:db8::{9 + replica}"
+            rid = self.cloud.droplet_id(pulumi.get_stack(), args.name, dict(args.inputs))
+        if args.typ == "digitalocean:index/vpc:Vpc":  # VPC ids are account-wide: one per stack
+            rid = str(100000 + zlib.crc32(f"{pulumi.get_stack()}::{args.typ}::{args.name}".encode()) % 900000)
+            self.cloud.vpcs[rid] = str(args.inputs.get("name"))
+        if args.typ == "digitalocean:index/sshKey:SshKey":  # DigitalOcean's MD5 fingerprint of the key
+            digest = hashlib.md5(base64.b64decode(str(args.inputs["publicKey"]).split()[1])).hexdigest()
+            state["fingerprint"] = ":".join(digest[i : i + 2] for i in range(0, 32, 2))
+        if engine_id is not None:
+            rid = str(engine_id)
         urn_kind = URN_OUTPUTS.get(args.typ)
         if urn_kind:
             state[urn_kind[0]] = f"do:{urn_kind[1]}:{state.get('ip_address', rid)}"
         return rid, state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        return {}, None
+        if args.token == "digitalocean:index/getSshKeys:getSshKeys":
+            keys = self.cloud.find_ssh_keys(args.args.get("filters") or [])
+            return {"id": "ssh-keys", "sshKeys": keys, "filters": args.args.get("filters")}, []
+        if args.token == "digitalocean:index/getDroplets:getDroplets":
+            return {"id": "droplets", "droplets": self.cloud.find_droplets(args.args.get("filters") or [])}, []
+        if args.token == "digitalocean:index/getVpc:getVpc":
+            vid = str(args.args["id"])
+            name = self.cloud.vpcs.get(vid) or (vid if vid.startswith("default-") else None)
+            if name is None:
+                raise RuntimeError(f"no VPC {vid}")
+            return {"id": vid, "name": name}, []
+        return {}, []
 
 
 class _Monitor(pulumi_mocks.MockMonitor):
@@ -174,6 +274,8 @@ class _Monitor(pulumi_mocks.MockMonitor):
             dependencies=list(request.dependencies),
             delete_before_replace=bool(request.deleteBeforeReplace),
             replace_on_changes=list(request.replaceOnChanges),
+            protect=bool(request.protect),
+            aliases=[(a.spec.name, a.spec.parentUrn) for a in request.aliases],
         )
         with self.lock:
             self.run.resources.append(declared)
@@ -181,6 +283,12 @@ class _Monitor(pulumi_mocks.MockMonitor):
             # as the engine does: the step runs now, its outputs go back to the program
             self.mocks.pending.outputs = self.on_register(declared)  # type: ignore[attr-defined]
         return super().RegisterResource(request)
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802 - gRPC name
+        outputs = _unwrap(rpc.deserialize_properties(request.outputs))
+        with self.lock:
+            self.run.component_outputs[request.urn] = outputs
+        return super().RegisterResourceOutputs(request)
 
 
 class _Logger:
@@ -226,15 +334,18 @@ def run_program(
     secret_keys: tuple[str, ...] = ("ssh_private_key",),
     preview: bool = False,
     on_register: RegisterHook | None = None,
+    cloud: MockCloud | None = None,
 ) -> ProgramRun:
     """Run ``__main__.py`` once with ``config`` (keys without the namespace).
 
     ``on_register``, if given, is called as each resource is registered and
     its result is what the program sees as the resource's outputs (the test
     engine carries a command out there, as the Pulumi engine would).
+    ``cloud`` is the DigitalOcean account the run sees (empty if not given);
+    the same one across runs makes droplet ids follow replacements.
     """
     run = ProgramRun(stack=stack)
-    mocks = _Mocks()
+    mocks = _Mocks(cloud)
     monitor = _Monitor(mocks, run, on_register)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     root = pulumi.runtime.settings.get_root_resource()

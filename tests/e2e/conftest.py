@@ -19,15 +19,17 @@ import pytest
 import testinfra
 
 from tests.e2e.cranrepo import RepoServer, build
-from tests.engine import CommandFailedError, Engine, UpResult
+from tests.engine import COMMAND, CommandFailedError, Engine, Plan, UpResult
 from tests.lab.lab import Lab
 from tests.program import ProgramRun, stack_config
 
 pytestmark = pytest.mark.e2e
 
-# Every (command resource, operation) the suite carried out, and every command declared.
+# Every (command resource, operation) the suite carried out by the Go runner (tests/sshrun, as
+# pulumi-command does), and every operation a declared command has (create, update, delete).
 RAN: set[tuple[str, str]] = set()
 DECLARED: dict[str, set[str]] = {}
+RUNNER_STEPS: dict[str, int] = {}  # runner -> steps it carried out
 TIMES: list[tuple[str, float, str]] = []
 
 
@@ -47,7 +49,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 def _kind(command: str) -> str:
     """`hello-deploy` -> `<app>-deploy`: the command's script, not the app (nor the replica)."""
     command = re.sub(r"@\d+", "", command)
-    for suffix in ("-deploy", "-probe"):
+    for suffix in ("-deploy", "-upload"):
         if command.endswith(suffix):
             return "<app>" + suffix
     return command
@@ -70,9 +72,14 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     missing = sorted(wanted - {(_kind(name), op) for name, op in RAN})
     tr.section("declared remote commands never carried out")
     tr.write_line(", ".join(f"{op} {name}" for name, op in missing) if missing else "none")
+    done = len(wanted) - len(missing)
+    runners = ", ".join(f"{n} by {r}" for r, n in sorted(RUNNER_STEPS.items())) or "none"
+    tr.write_line(f"declared operations carried out: {done} of {len(wanted)}, by the Go runner tests/sshrun "
+                  f"(steps: {runners})")
     report = Path(".lab") / "e2e-report.json"
     report.parent.mkdir(exist_ok=True)
-    report.write_text(json.dumps({"times": TIMES, "never_run": missing}, indent=1))
+    report.write_text(json.dumps({"times": TIMES, "never_run": missing, "carried_out": done,
+                                  "declared": len(wanted), "runner_steps": RUNNER_STEPS}, indent=1))
 
 
 def hosts_needed(session: pytest.Session) -> int:
@@ -152,20 +159,46 @@ class Deployer:
         except CommandFailedError as e:
             self.last = e.program  # the failed run: what it declared up to the failure
             raise
-        for cmd in self.last.commands:
+        for cmd in self.last.commands:  # the operations that run a command (commandController.go)
             ops = DECLARED.setdefault(cmd.name, set())
-            ops.update({"create", "update"})
+            if cmd.inputs.get("create"):
+                ops.add("create")
+            if cmd.inputs.get("update") or cmd.inputs.get("create"):
+                ops.add("update")
             if cmd.inputs.get("delete"):
                 ops.add("delete")
-        for step in result.steps:
-            RAN.add((step.name, "update" if step.op == "update" else step.op.replace("replace-", "")))
+        record(result)
         return result
+
+    def preview(self, config: dict[str, Any]) -> Plan:
+        """`pulumi preview --stack local`: the plan against the current state."""
+        return Engine(self.state).preview(config, stack="local")
 
     def destroy(self) -> UpResult:
         result = Engine(self.state).destroy()
-        for step in result.steps:
-            RAN.add((step.name, "delete"))
+        record(result)
         return result
+
+
+def assert_previews_only_app(plan: Plan, app: str) -> None:
+    """An app's code change previews updates to that app's upload (a new copy: its file's hash
+    and remotePath change) and its deploy, and nothing else. Nothing about them is unknown: the
+    code travels as a FileAsset the program built, and the deploy's stdin is the env file."""
+    changes = plan.changes(None)
+    assert changes and set(changes.values()) == {"update"}, changes
+    assert set(changes) == {f"{app}-upload", f"{app}-deploy"}, changes
+    assert not plan.unknown_inputs.get(f"{app}-deploy") and not plan.unknown_inputs.get(f"{app}-upload"), \
+        plan.unknown_inputs
+
+
+def record(result: UpResult) -> None:
+    """What the Go runner carried out (a step with no command to run carries nothing out)."""
+    for step in result.steps:
+        if step.runner == "none":
+            continue
+        RUNNER_STEPS[step.runner] = RUNNER_STEPS.get(step.runner, 0) + 1
+        if step.type == COMMAND:
+            RAN.add((step.name, step.op.replace("replace-", "")))
 
 
 @pytest.fixture(scope="module")

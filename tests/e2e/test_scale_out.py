@@ -210,8 +210,8 @@ def test_rolling_update_under_load_loses_no_request(
     print(f"rolling update over 2 hosts: {load.result.total} requests through the load balancer, "
           f"statuses {dict(load.result.statuses)}, lost {load.result.failed}; "
           f"steps {[(s.op, s.name, round(s.seconds, 1)) for s in result.steps]}")
-    # only the app changed: its probe and deploy on each host, nothing else
-    assert sorted(result.ran) == sorted(f"update {APP}{s}-{c}" for s in ("", "@2") for c in ("probe", "deploy"))
+    # only the app changed: its upload and deploy on each host, nothing else
+    assert sorted(result.ran) == sorted(f"update {APP}{s}-{c}" for s in ("", "@2") for c in ("upload", "deploy"))
     assert load.result.total > 100
     failed = [line for line in lb.lines() if not line.startswith("200 ")]
     deploys = [(s.name, round(s.started, 1), round(s.started + s.seconds, 1)) for s in result.steps]
@@ -251,7 +251,7 @@ def test_removing_a_host_touches_no_other(deployer: Deployer, config: dict[str, 
     assert result.ops("update") == [] and result.ops("create") == []
     deleted = result.ops("delete")
     print("\n".join(f"--- {s.op} {s.name}\n{s.stderr}" for s in result.steps))
-    assert set(deleted) == {"rotation@2-join", f"{APP}@2-deploy", f"{APP}@2-probe", "site@2-nginx", "provision@2-server"}
+    assert set(deleted) == {"rotation@2-join", f"{APP}@2-deploy", f"{APP}@2-upload", "site@2-nginx", "provision@2-server"}
     # out of service first, then the app, then the site
     assert deleted.index("rotation@2-join") < deleted.index(f"{APP}@2-deploy") < deleted.index("site@2-nginx")
     assert ver(addresses[0]) == "v2"

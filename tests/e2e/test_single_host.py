@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Deployer, curl, get_json, status
+from tests.e2e.conftest import Deployer, assert_previews_only_app, curl, get_json, status
 from tests.lab.lab import Lab
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,11 +45,14 @@ def units(host: Any, app: str) -> list[str]:
 
 
 def test_fresh_host_serves_every_app(deployer: Deployer, config: dict[str, Any], address: str, host: Any) -> None:
+    plan = deployer.preview(config)
     result = deployer.up(config)
     assert sorted(result.ops("create")) == sorted(
-        ["provision-server", "site-nginx", "hello-probe", "hello-deploy", "hashing-probe", "hashing-deploy",
-         "greeter-probe", "greeter-deploy", "rotation-join"]
+        ["provision-server", "site-nginx", "hello-upload", "hello-deploy", "hashing-upload", "hashing-deploy",
+         "greeter-upload", "greeter-deploy", "rotation-join"]
     )
+    previewed = {**plan.changes(), **plan.changes("command:remote:CopyToRemote")}
+    assert previewed == {name: "create" for name in result.ops("create")}  # the preview said so
     base = f"http://{address}"
     # each app answers through nginx with its prefix stripped
     assert get_json(f"{base}/hello/hello?name=lab") == {"message": "Hello, lab!"}
@@ -88,6 +91,7 @@ def test_fresh_host_serves_every_app(deployer: Deployer, config: dict[str, Any],
 
 
 def test_same_config_again_runs_nothing(deployer: Deployer, config: dict[str, Any]) -> None:
+    assert deployer.preview(config).changes(None) == {}
     assert deployer.up(config).steps == []
 
 
@@ -95,8 +99,9 @@ def test_changing_one_app_runs_only_that_app(deployer: Deployer, config: dict[st
     before = get_json(f"http://{address}/hash/version")
     plumber = hello_copy / "plumber.R"
     plumber.write_text(plumber.read_text().replace('paste0("Hello, "', 'paste0("Hi there, "'))
+    assert_previews_only_app(deployer.preview(config), "hello")
     result = deployer.up(config)
-    assert result.ran == ["update hello-probe", "update hello-deploy"]
+    assert result.ran == ["update hello-upload", "update hello-deploy"]
     assert get_json(f"http://{address}/hello/hello?name=lab") == {"message": "Hi there, lab!"}
     assert get_json(f"http://{address}/hash/version") == before
 
@@ -125,7 +130,7 @@ def test_add_and_remove_apps(deployer: Deployer, config: dict[str, Any], address
     cfg["apps"] = [a for a in cfg["apps"] if a["name"] != "hashing"]
     cfg["apps"].append({"name": "extra", "source": "examples/hello", "path": "/v2/extra", "health_path": "/health"})
     result = deployer.up(cfg)
-    assert sorted(result.ran) == ["create extra-deploy", "create extra-probe", "delete hashing-deploy", "delete hashing-probe"]
+    assert sorted(result.ran) == ["create extra-deploy", "create extra-upload", "delete hashing-deploy", "delete hashing-upload"]
     assert status(f"http://{address}/hash/sha256?text=a") == 404
     assert get_json(f"http://{address}/v2/extra/hello?name=x") == {"message": "Hello, x!"}
     assert get_json(f"http://{address}/hello/hello?name=y") == {"message": "Hi there, y!"}
@@ -176,7 +181,7 @@ def test_resize_workers(deployer: Deployer, config: dict[str, Any], address: str
     next(a for a in cfg["apps"] if a["name"] == "greeter")["workers"] = 1
     next(a for a in cfg["apps"] if a["name"] == "extra")["workers"] = 2
     result = deployer.up(cfg)
-    assert sorted(result.ran) == ["update extra-deploy", "update extra-probe", "update greeter-deploy", "update greeter-probe"]
+    assert sorted(result.ran) == ["update extra-deploy", "update greeter-deploy"]  # same code: nothing copied
     assert len(units(host, "greeter")) == 1 and len(units(host, "extra")) == 2
     assert host.check_output("grep -c 'server 127' /etc/nginx/plumber-hosting/upstreams/greeter.conf") == "1"
     ports = {get_json(f"http://{address}/v2/extra/pid")["port"] for _ in range(12)}
@@ -281,7 +286,7 @@ def test_reboot_serves_again_without_running_anything(deployer: Deployer, config
 def test_destroy_removes_everything_it_deployed(deployer: Deployer, address: str, host: Any) -> None:
     result = deployer.destroy()
     assert sorted(result.ops("delete")) == [
-        "extra-deploy", "extra-probe", "greeter-deploy", "greeter-probe", "hello-deploy", "hello-probe",
+        "extra-deploy", "extra-upload", "greeter-deploy", "greeter-upload", "hello-deploy", "hello-upload",
         "provision-server", "rotation-join", "site-nginx",
     ]
     assert host.check_output("systemctl list-units --all --plain --no-legend 'plumber-*@*' | wc -l") == "0"

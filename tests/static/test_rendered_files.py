@@ -3,6 +3,7 @@ verify, shellcheck, bash -n, R's parser."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -39,6 +40,8 @@ VARIANTS = {
     "prod": lambda: run_stack("prod"),
     "scale": lambda: run_stack("scale"),
     "local": lambda: run_stack("local", local_overrides()),
+    # r_version from Posit's prebuilt R, on Ubuntu: its install script through shellcheck and bash -n
+    "posit-r-ubuntu": lambda: run_stack("dev", {"r_version": "4.4.2", "image": "ubuntu-24-04-x64"}),
     "https-private-acme": _https_private_acme,
 }
 
@@ -134,10 +137,24 @@ def test_units_pass_systemd_analyze_verify(files: Landed, tmp_path: Path) -> Non
     units = {p: c for p, c in files.files.items() if p.endswith(".service")}
     assert units
     for path, content in units.items():
+        # Posit's R (r_version) is not installed on the build machine: verify against the distro's Rscript.
+        content = re.sub(r"/opt/R/[0-9.]+/bin/Rscript", "/usr/bin/Rscript", content)
         instance = _unit_instance(tmp_path, path, content)
         res = subprocess.run([analyze, "verify", str(instance)], capture_output=True, text=True, cwd=tmp_path)
         assert res.returncode == 0, f"{path}: {res.stdout}{res.stderr}"
         assert "Unknown key" not in res.stderr and "Unknown lvalue" not in res.stderr, res.stderr
+
+
+# `systemd-analyze security --offline` exposure (0-10) each unit scores today (systemd 252, Debian 12).
+# The test fails a unit that scores above it plus 0.1: any change that adds 0.2 of exposure (the
+# worker without ProtectSystem=strict scores 1.6, running as root 1.8) fails; a better score passes.
+EXPOSURE = {"plumber-api@": 1.4, "plumber-hosting-healthz": 1.3}
+EXPOSURE_MARGIN = 0.1
+
+
+def _unit_kind(path: str) -> str:
+    name = Path(path).name
+    return "plumber-api@" if name.endswith("@.service") else name.removesuffix(".service")
 
 
 def test_units_are_sandboxed(files: Landed, tmp_path: Path) -> None:
@@ -146,11 +163,13 @@ def test_units_are_sandboxed(files: Landed, tmp_path: Path) -> None:
     assert any(p.endswith("/plumber-hosting-healthz.service") for p in units)
     for path in units:
         instance = _unit_instance(tmp_path, path, files.files[path])
+        limit = EXPOSURE[_unit_kind(path)] + EXPOSURE_MARGIN
         res = subprocess.run(
-            [analyze, "security", "--offline=true", "--threshold=20", str(instance)],
+            [analyze, "security", "--offline=true", f"--threshold={round(limit * 10)}", str(instance)],
             capture_output=True, text=True, cwd=tmp_path,
         )
-        assert res.returncode == 0, res.stdout[-400:] + res.stderr
+        score = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else res.stderr
+        assert res.returncode == 0, f"{path}: {score} (allowed: {limit:.1f})\n" + res.stdout[-1500:]
 
 
 def test_scripts_pass_shellcheck_and_bash_n(files: Landed, tmp_path: Path) -> None:

@@ -3,8 +3,15 @@ that check it (tests/unit/test_program.py, tests/unit/test_scale_out.py)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import pulumi
+
+from tests.program import ProgramRun
+
 DO = "digitalocean:index/"
 CMD = "command:remote:Command"
+COPY = "command:remote:CopyToRemote"
 
 # What a one-server droplet stack declared before scale-out existed: the same
 # names, so the same URNs, and so no replacement when an existing stack upgrades.
@@ -20,10 +27,10 @@ SINGLE_SERVER = {
     ("plumber-hosting:index:Site", "site"),
     (CMD, "site-nginx"),
     ("plumber-hosting:index:PlumberApp", "hello"),
-    (CMD, "hello-probe"),
+    (COPY, "hello-upload"),  # was hello-probe: the code travels outside the state now (issue 13)
     (CMD, "hello-deploy"),
     ("plumber-hosting:index:PlumberApp", "hashing"),
-    (CMD, "hashing-probe"),
+    (COPY, "hashing-upload"),
     (CMD, "hashing-deploy"),
 }
 # ... with a domain whose DNS the program manages
@@ -37,4 +44,16 @@ NEW_FOR_EVERY_STACK = {
     (CMD, "rotation-join"),
     ("plumber-hosting:index:Project", "project"),
     (f"{DO}project:Project", "project-group"),
+    # the stack's VPC, from the first `up` (components/network.py)
+    ("plumber-hosting:index:Network", "network"),
+    (f"{DO}vpc:Vpc", "network-vpc"),
 }
+
+
+def inputs_by_name(run: ProgramRun) -> dict[str, dict[str, Any]]:
+    """Each resource's inputs by name; a FileAsset as the path the SDK sends for it
+    (pulumi/runtime/rpc.py, serialize_property), so two runs compare by value."""
+    return {
+        r.name: {k: {"path": v.path} if isinstance(v, pulumi.FileAsset) else v for k, v in r.inputs.items()}
+        for r in run.resources
+    }

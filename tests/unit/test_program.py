@@ -7,7 +7,7 @@ from typing import Any
 
 from tests.conftest import TEST_KEY, local_overrides
 from tests.program import ProgramRun, run_program, run_stack, stack_config
-from tests.unit.graphs import NEW_FOR_EVERY_STACK, SINGLE_SERVER
+from tests.unit.graphs import NEW_FOR_EVERY_STACK, SINGLE_SERVER, inputs_by_name
 
 DO = "digitalocean:index/"
 CMD = "command:remote:Command"
@@ -82,12 +82,12 @@ def test_zero_one_many_apps() -> None:
     for n in (0, 1, 12):
         run = run_program(_apps_config(n), stack="local")
         assert names(run, "plumber-hosting:index:PlumberApp") == sorted(f"api{i}" for i in range(n))
-        assert len(run.commands) == 3 + 2 * n  # provision, site, a probe and a deploy per app, rotation
+        assert len(run.commands) == 3 + n  # provision, site, a deploy per app, rotation
+        assert len(run.of_type("command:remote:CopyToRemote")) == n  # an upload per app
         assert sorted(run.outputs["apps"]) == sorted(f"api{i}" for i in range(n))
 
 
-def _by_name(run: ProgramRun) -> dict[str, dict[str, Any]]:
-    return {r.name: r.inputs for r in run.resources}
+_by_name = inputs_by_name
 
 
 def test_changing_one_app_changes_only_that_app() -> None:
@@ -98,7 +98,7 @@ def test_changing_one_app_changes_only_that_app() -> None:
     changed["apps"][1]["env"] = {"MODE": "fast"}
     after = _by_name(run_program(changed, stack="dev"))
     differing = sorted(n for n in before if before[n] != after[n])
-    assert differing == ["hashing-deploy", "hashing-probe"]
+    assert differing == ["hashing-deploy"]  # the code is the same: nothing to copy
 
 
 def test_app_code_change_changes_only_that_app(tmp_path: Any) -> None:
@@ -111,7 +111,7 @@ def test_app_code_change_changes_only_that_app(tmp_path: Any) -> None:
     before = _by_name(run_program(cfg, stack="dev"))
     (src / "plumber.R").write_text((src / "plumber.R").read_text() + "\n# v2\n")
     after = _by_name(run_program(cfg, stack="dev"))
-    assert sorted(n for n in before if before[n] != after[n]) == ["hello-deploy", "hello-probe"]
+    assert sorted(n for n in before if before[n] != after[n]) == ["hello-deploy", "hello-upload"]
     assert before["hello-deploy"]["create"] != after["hello-deploy"]["create"]  # the release id shows in the diff
 
 
@@ -121,33 +121,6 @@ def test_env_change_does_not_ask_the_server_again() -> None:
     before, after = _by_name(run_stack("dev")), _by_name(run_program(changed, stack="dev"))
     assert sorted(n for n in before if before[n] != after[n]) == ["hello-deploy"]
     assert before["hello-deploy"]["stdin"] != after["hello-deploy"]["stdin"]
-
-
-def _bundle_names(stdin: str) -> list[str]:
-    import base64
-    import io
-    import tarfile
-
-    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(stdin)), mode="r:gz") as tar:
-        return sorted(m.name for m in tar.getmembers())
-
-
-def test_a_release_already_on_the_server_is_not_uploaded_again() -> None:
-    """Rollback to a kept release: the probe answers "present" and the deploy is sent the env file only."""
-
-    def server(answer: str) -> Any:
-        return lambda res: {"stdout": answer if res.name.endswith("-probe") else "", "stderr": ""}
-
-    absent = run_program(stack_config("dev"), stack="dev", on_register=server("absent\n")).named("hello-deploy")
-    present = run_program(stack_config("dev"), stack="dev", on_register=server("present\n")).named("hello-deploy")
-    assert "app/plumber.R" in _bundle_names(absent.inputs["stdin"])
-    assert _bundle_names(present.inputs["stdin"]) == ["app.env"]
-    assert len(present.inputs["stdin"]) < len(absent.inputs["stdin"]) / 2
-    assert "stdin" in present.secret_inputs  # the env file is secret either way
-    assert present.inputs["create"] == absent.inputs["create"]
-    # a preview (probe output unknown) or an unclear answer uploads the code
-    unclear = run_program(stack_config("dev"), stack="dev", on_register=server("bash: warning\n")).named("hello-deploy")
-    assert "app/plumber.R" in _bundle_names(unclear.inputs["stdin"])
 
 
 def test_adding_and_removing_apps_never_touches_the_droplet_or_others() -> None:

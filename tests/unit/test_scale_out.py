@@ -17,7 +17,7 @@ from components.config import ConfigError
 from tests.conftest import TEST_KEY
 from tests.program import ProgramRun, run_program, stack_config
 from tests.static.rendered import script_of
-from tests.unit.graphs import DNS, NEW_FOR_EVERY_STACK, SINGLE_SERVER
+from tests.unit.graphs import COPY, DNS, NEW_FOR_EVERY_STACK, SINGLE_SERVER, inputs_by_name
 from tests.unit.test_config import D, with_
 
 DO = "digitalocean:index/"
@@ -44,8 +44,7 @@ def run(n: int, **overrides: Any) -> ProgramRun:
     return run_program(scale_config(n, **overrides), stack="scale", secret_keys=("ssh_private_key", "alerts"))
 
 
-def by_name(r: ProgramRun) -> dict[str, dict[str, Any]]:
-    return {x.name: x.inputs for x in r.resources}
+by_name = inputs_by_name
 
 
 def urns(r: ProgramRun) -> dict[str, str]:
@@ -64,7 +63,7 @@ def test_one_replica_keeps_the_single_server_names() -> None:
     assert set(r.summary()) == SINGLE_SERVER | DNS | NEW_FOR_EVERY_STACK | MONITORING_N1
     assert not any("@" in name for _, name in r.summary())
     droplet = r.named("server-droplet").inputs
-    assert droplet["name"] == "plumber-scale" and "vpcUuid" not in droplet
+    assert droplet["name"] == "plumber-scale" and droplet["vpcUuid"]  # in the stack's VPC from the start
     # a reserved IP, not a load balancer, is the address
     assert r.named("dns-a").inputs["value"] == "198.51.100.7"
     assert r.outputs["ip"] == "198.51.100.7" and "servers" not in r.outputs
@@ -78,7 +77,6 @@ def test_n_replicas_behind_a_load_balancer(n: int) -> None:
     summary = set(r.summary())
     front = {
         ("plumber-hosting:index:LoadBalancer", "lb"),
-        (f"{DO}vpc:Vpc", "lb-vpc"),
         (f"{DO}tag:Tag", "lb-tag"),
         (f"{DO}certificate:Certificate", "lb-certificate"),
         (f"{DO}loadBalancer:LoadBalancer", "lb-balancer"),
@@ -102,15 +100,17 @@ def test_n_replicas_behind_a_load_balancer(n: int) -> None:
             (f"{DO}droplet:Droplet", "server", "droplet"),
             (CMD, "provision", "server"),
             (CMD, "site", "nginx"),
-            (CMD, "hello", "probe"),
+            (COPY, "hello", "upload"),
             (CMD, "hello", "deploy"),
-            (CMD, "hashing", "probe"),
+            (COPY, "hashing", "upload"),
             (CMD, "hashing", "deploy"),
             (CMD, "rotation", "join"),
         ]
     }
     shared = {
         (f"{DO}sshKey:SshKey", "server-key"),  # one key, every droplet trusts it
+        ("plumber-hosting:index:Network", "network"),
+        (f"{DO}vpc:Vpc", "network-vpc"),
         ("plumber-hosting:index:Dns", "dns"),
         (f"{DO}dnsRecord:DnsRecord", "dns-a"),
         ("plumber-hosting:index:Project", "project"),
@@ -120,7 +120,7 @@ def test_n_replicas_behind_a_load_balancer(n: int) -> None:
     # no reserved IP and no per-droplet firewall: the load balancer is the address
     assert not r.of_type(f"{DO}reservedIp:ReservedIp") and len(r.of_type(f"{DO}firewall:Firewall")) == 1
 
-    vpc_id = r.named("lb-vpc")
+    vpc_id = r.named("network-vpc")
     tag = r.named("lb-tag").inputs["name"]
     assert tag == "plumber-scale-lb"
     droplets = [r.named(f"{replica('server', i)}-droplet").inputs for i in range(1, n + 1)]
@@ -286,10 +286,10 @@ def test_changing_n_touches_no_other_replica(before: int, after: int) -> None:
     kept = min(before, after)
     for i in range(1, kept + 1):
         for name in [f"{replica('server', i)}-droplet", f"{replica('provision', i)}-server",
-                     f"{replica('site', i)}-nginx", f"{replica('hello', i)}-deploy", f"{replica('hello', i)}-probe",
+                     f"{replica('site', i)}-nginx", f"{replica('hello', i)}-deploy", f"{replica('hello', i)}-upload",
                      f"{replica('hashing', i)}-deploy", f"{replica('rotation', i)}-join"]:
             assert a[name] == b[name], f"{name} changed going from {before} to {after} replicas"
-    for name in ("lb-balancer", "lb-firewall", "lb-vpc", "lb-tag", "lb-certificate", "server-key", "dns-a"):
+    for name in ("lb-balancer", "lb-firewall", "network-vpc", "lb-tag", "lb-certificate", "server-key", "dns-a"):
         assert a[name] == b[name], name
     gone = {n for n in a if n not in b}
     added = {n for n in b if n not in a}
@@ -318,7 +318,7 @@ def test_project_groups_every_droplet_and_the_load_balancer(stack: str, env: str
     assert len(droplet_urns) == 3 and len(set(droplet_urns)) == 3
     assert [x for x in p["resources"] if x.startswith("do:loadbalancer:")]
     one = run(1).named("project-group").inputs["resources"]
-    assert sorted(x.split(":")[1] for x in one) == ["droplet", "reservedip"]
+    assert sorted(x.split(":")[1] for x in one) == ["droplet"]  # not the reserved IP (components/server.py)
 
 
 def test_monitoring_checks_every_app_and_alerts_on_every_droplet() -> None:

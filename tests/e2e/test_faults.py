@@ -1,0 +1,288 @@
+"""Faults during `pulumi up`, under a steady load from outside the host.
+
+Each fault interrupts an up the way it happens for real: the up's process
+group is killed (a cancelled CI job kills the CLI and its provider, whose SSH
+connections drop), the SSH connection of a running command is cut on the host,
+or the host reboots in the middle of a deploy. After each: the app keeps
+serving, nothing is lost (env file, kept releases), and the next up converges
+with no manual step (the engine's pending operations, tests/ENGINE.md).
+Every figure (failed requests, convergence seconds) is printed for the summary.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import Deployer, get_json, status
+from tests.e2e.load import SteadyLoad
+from tests.engine import COMMAND, Engine
+from tests.lab.fixtures import testinfra_host
+from tests.lab.lab import Lab
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = "victim"
+FAULTS: list[str] = []
+
+
+def version(src: Path, label: str) -> None:
+    """Make the app report `label` from GET /version."""
+    text = (src / "plumber.R").read_text().split("\n#* Release label", 1)[0]
+    text += f'\n#* Release label\n#* @get /version\n#* @serializer unboxedJSON\nfunction() list(version = "{label}")\n'
+    (src / "plumber.R").write_text(text)
+
+
+@pytest.fixture(scope="module")
+def app_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("fault-apps")
+    for name in (APP, "gone"):
+        shutil.copytree(ROOT / "examples" / "hello", d / name)
+    version(d / APP, "v1")
+    return d
+
+
+@pytest.fixture
+def host(lab: Lab) -> Any:
+    """A new connection per test: the reboot test cuts the old ones."""
+    return testinfra_host(lab)
+
+
+@pytest.fixture(scope="module")
+def config(deployer: Deployer, app_dir: Path) -> dict[str, Any]:
+    cfg = deployer.base()
+    cfg["apps"] = [{"name": APP, "source": str(app_dir / APP), "workers": 2, "health_path": "/health"}]
+    cfg.pop("forward_root", None)
+    deployer.up(cfg)
+    return cfg
+
+
+def ver(address: str) -> str:
+    return str(get_json(f"http://{address}/{APP}/version")["version"])
+
+
+def kept(host: Any) -> tuple[list[str], bool]:
+    """The app's kept releases and whether its env file is there."""
+    releases = host.check_output(f"ls /srv/plumber/{APP}/releases").split()
+    return sorted(releases), host.file(f"/etc/plumber-hosting/env/{APP}.env").exists
+
+
+def wait_pending(state: Path, name: str, until: float, alive: Callable[[], bool]) -> None:
+    """Until the engine has a pending operation on resource `name` (its step is running)."""
+    while time.monotonic() < until:
+        assert alive(), "the up ended before the fault"
+        try:
+            pending = json.loads(state.read_text()).get("pending_operations", [])
+        except (OSError, ValueError):
+            pending = []
+        if any(p["urn"].endswith(f"::{name}") for p in pending):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no step of {name} started")
+
+
+def killed_up(deployer: Deployer, cfg: dict[str, Any], name: str, delay: float, work: Path) -> str:
+    """`pulumi up` in its own process group, killed `delay` s after `name`'s step started."""
+    cfg_file = work / "config.json"
+    cfg_file.write_text(json.dumps(cfg))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.engine", "up", str(deployer.state), str(cfg_file), "local"],
+        cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        wait_pending(deployer.state, name, time.monotonic() + 240, lambda: proc.poll() is None)
+        time.sleep(delay)
+        assert proc.poll() is None, "the up ended before the fault"
+        os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its provider (the Go runner) at once
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    pending = Engine(deployer.state).pending_operations()
+    return ", ".join(f"{p['type']} {p['urn'].split('::')[-1]}" for p in pending) or "none"
+
+
+def converge(deployer: Deployer, cfg: dict[str, Any]) -> tuple[float, list[str]]:
+    started = time.monotonic()
+    result = deployer.up(cfg)
+    seconds = time.monotonic() - started
+    assert deployer.preview(cfg).changes(None) == {}  # converged: nothing left to do
+    return seconds, result.warnings
+
+
+def report(fault: str, load: SteadyLoad, seconds: float, detail: str) -> None:
+    line = (f"FAULT {fault}: {load.result.failed} of {load.result.total} requests failed "
+            f"{dict(load.result.statuses)}; next up converged in {seconds:.1f}s; {detail}")
+    FAULTS.append(line)
+    print(line)
+
+
+def test_kill_the_up_mid_rolling_release(deployer: Deployer, config: dict[str, Any], app_dir: Path, address: str,
+                                         host: Any, tmp_path: Path) -> None:
+    before = kept(host)
+    version(app_dir / APP, "v2")
+    with SteadyLoad(address, f"/{APP}/version", rate=20, max_seconds=240) as load:
+        pending = killed_up(deployer, config, f"{APP}-deploy", 2.0, tmp_path)
+        assert status(f"http://{address}/{APP}/health") == 200  # still serving
+        assert ver(address) in {"v1", "v2"}
+        releases, env = kept(host)
+        assert env and set(before[0]) <= set(releases)  # nothing lost
+        seconds, warnings = converge(deployer, config)
+        time.sleep(1)
+    assert ver(address) == "v2"
+    assert warnings and "pending operations" in warnings[0], warnings
+    report("kill mid rolling release", load, seconds, f"pending after the kill: {pending}")
+    assert load.result.failed == 0, dict(load.result.statuses)
+
+
+def test_kill_the_up_mid_provisioning(deployer: Deployer, config: dict[str, Any], address: str, host: Any,
+                                      tmp_path: Path) -> None:
+    cfg = copy.deepcopy(config)
+    cfg["admin_cidrs"] = [*cfg["admin_cidrs"], "192.0.2.0/24"]  # provision-server re-runs
+    before = kept(host)
+    with SteadyLoad(address, f"/{APP}/version", rate=20, max_seconds=300) as load:
+        pending = killed_up(deployer, cfg, "provision-server", 1.5, tmp_path)
+        assert status(f"http://{address}/{APP}/health") == 200
+        assert kept(host) == before
+        seconds, _ = converge(deployer, cfg)
+    assert "192.0.2.0/24" in host.check_output("ufw status")
+    report("kill mid provisioning", load, seconds, f"pending after the kill: {pending}")
+    assert load.result.failed == 0, dict(load.result.statuses)
+    config.clear()
+    config.update(cfg)
+
+
+def test_kill_the_up_mid_removal(deployer: Deployer, config: dict[str, Any], app_dir: Path, address: str, host: Any,
+                                 tmp_path: Path) -> None:
+    with_gone = copy.deepcopy(config)
+    with_gone["apps"].append({"name": "gone", "source": str(app_dir / "gone"), "health_path": "/health"})
+    deployer.up(with_gone)
+    assert status(f"http://{address}/gone/health") == 200
+    with SteadyLoad(address, f"/{APP}/version", rate=20, max_seconds=240) as load:
+        pending = killed_up(deployer, config, "gone-deploy", 0.5, tmp_path)
+        assert status(f"http://{address}/{APP}/health") == 200
+        seconds, _ = converge(deployer, config)
+    assert status(f"http://{address}/gone/health") == 404
+    assert not host.file("/srv/plumber/gone").exists and not host.file("/etc/plumber-hosting/env/gone.env").exists
+    assert kept(host)[1]
+    report("kill mid removal", load, seconds, f"pending after the kill: {pending}")
+    assert load.result.failed == 0, dict(load.result.statuses)
+
+
+def _in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[BaseException]]:
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as e:  # handed to the test
+            errors.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, errors
+
+
+# Cut the SSH connections that carry a program command (its script is a PH_SCRIPT heredoc): kill the
+# sshd processes above it, except the listening daemon. The bracket keeps this line from matching itself.
+CUT = r"""
+main=$(cat /run/sshd.pid)
+for p in $(pgrep -f '[P]H_SCRIPT_'); do
+  pp=$(ps -o ppid= -p "$p" | tr -d ' ')
+  while [ -n "$pp" ] && [ "$pp" != 1 ] && [ "$pp" != "$main" ]; do
+    if [ "$(ps -o comm= -p "$pp")" = sshd ]; then kill -9 "$pp" && echo "$pp"; fi
+    pp=$(ps -o ppid= -p "$pp" | tr -d ' ')
+  done
+done
+"""
+
+
+def test_ssh_connection_dropped_mid_command(deployer: Deployer, config: dict[str, Any], app_dir: Path, address: str,
+                                            host: Any, lab: Lab, host_name: str) -> None:
+    before = kept(host)
+    version(app_dir / APP, "v3")
+    with SteadyLoad(address, f"/{APP}/version", rate=20, max_seconds=240) as load:
+        up, errors = _in_thread(lambda: deployer.up(config))
+        wait_pending(deployer.state, f"{APP}-deploy", time.monotonic() + 240, up.is_alive)
+        time.sleep(1.5)
+        cut = lab.ssh(host_name, CUT, timeout=30).stdout.decode().split()
+        up.join(timeout=600)
+        assert cut, "no connection to cut"
+        assert errors, "the up should fail when its connection drops"
+        error = str(errors[0]).splitlines()[0][:160]
+        assert status(f"http://{address}/{APP}/health") == 200
+        releases, env = kept(host)
+        assert env and set(before[0]) <= set(releases)
+        seconds, _ = converge(deployer, config)
+    assert ver(address) == "v3"
+    report("SSH connection dropped mid deploy", load, seconds, f"the up failed with: {error}")
+    assert load.result.failed == 0, dict(load.result.statuses)
+
+
+def test_host_reboots_mid_deploy(deployer: Deployer, config: dict[str, Any], app_dir: Path, address: str,
+                                 host: Any, lab: Lab, host_name: str) -> None:
+    before = kept(host)
+    version(app_dir / APP, "v4")
+    with SteadyLoad(address, f"/{APP}/version", rate=20, max_seconds=300) as load:
+        up, errors = _in_thread(lambda: deployer.up(config))
+        wait_pending(deployer.state, f"{APP}-deploy", time.monotonic() + 240, up.is_alive)
+        time.sleep(1.5)
+        rebooted = time.monotonic()
+        lab.reboot(host_name)
+        up.join(timeout=600)
+        back = None
+        for _ in range(120):  # serving again on its own after the reboot
+            if status(f"http://{address}/{APP}/health", "--max-time", "2") == 200:
+                back = time.monotonic() - rebooted
+                break
+            time.sleep(0.5)
+        assert back is not None, "not serving after the reboot"
+        error = str(errors[0]).splitlines()[0][:160] if errors else "none (the deploy finished before the reboot)"
+        releases, env = kept(testinfra_host(lab))
+        assert env and set(before[0]) <= set(releases)
+        seconds, _ = converge(deployer, config)
+    assert ver(address) == "v4"
+    report("host reboot mid deploy", load, seconds,
+           f"serving again {back:.1f}s after the reboot began; the up failed with: {error}")
+    # requests fail while the host is down: reported, and bounded by the reboot itself
+    assert load.result.failed < load.result.total
+
+
+def test_key_rotation_updates_every_command_in_place(deployer: Deployer, config: dict[str, Any], address: str,
+                                                     host: Any, lab: Lab, host_name: str, tmp_path: Path) -> None:
+    """Every declared operation carried out: a new deploy key changes every command's connection, so
+    every command (rotation-join too) is updated in place, with no replacement and no failed request."""
+    key = tmp_path / "id_new"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "rotated", "-f", str(key)], check=True)
+    pub = key.with_suffix(".pub").read_text().strip()
+    lab.ssh(host_name, f"echo '{pub}' >> /root/.ssh/authorized_keys", check=True)
+    cfg = copy.deepcopy(config)
+    cfg["ssh_private_key_file"] = str(key)
+    plan = deployer.preview(cfg)
+    commands = {r.name for r in plan.program.resources if r.type == COMMAND}
+    assert plan.changes() == {n: "update" for n in commands}
+    with SteadyLoad(address, f"/{APP}/version", rate=20, max_seconds=240) as load:
+        result = deployer.up(cfg)
+    assert sorted(result.ops("update")) == sorted(commands) and "rotation-join" in commands
+    print(f"key rotation: {len(commands)} commands updated in place, {load.result.failed} of "
+          f"{load.result.total} requests failed")
+    assert load.result.failed == 0, dict(load.result.statuses)
+    config.clear()
+    config.update(cfg)
+
+
+def test_fault_table() -> None:
+    """The figures, together (printed for the e2e summary)."""
+    for line in FAULTS:
+        print(line)
