@@ -129,10 +129,8 @@ class _Mocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         state = dict(args.inputs)
         state.update(FAKE_STATE.get(args.typ, {}))
-        pending = dict(getattr(self.pending, "outputs", None) or {})
+        state.update(getattr(self.pending, "outputs", None) or {})
         self.pending.outputs = None
-        engine_id = pending.pop("__id", None)  # the test engine's id for a replaced resource (a new droplet)
-        state.update(pending)
         # DigitalOcean ids are numbers; these are stable per resource, so two runs of
         # the same program declare the same inputs whatever order resources register in.
         rid = str(100000 + zlib.crc32(f"{args.typ}::{args.name}".encode()) % 900000)
@@ -143,8 +141,6 @@ class _Mocks(pulumi.runtime.Mocks):
             replica = int(args.name.split("@")[1].split("-")[0]) if "@" in args.name else 1
             state["ipv4_address"] = f"203.0.113.{9 + replica}"
             state["ipv6_address"] = f"2001:db8::{9 + replica}"
-        if engine_id is not None:
-            rid = str(engine_id)
         urn_kind = URN_OUTPUTS.get(args.typ)
         if urn_kind:
             state[urn_kind[0]] = f"do:{urn_kind[1]}:{state.get('ip_address', rid)}"
