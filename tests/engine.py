@@ -300,8 +300,8 @@ class Engine:
         (it does not implement infer.CustomDelete; infer/resource.go:1484-1498)."""
         if entry["type"] == COMMAND:
             self._run(entry, op, entry["inputs"].get("delete"), result)
-        elif entry["type"] == COPY:
-            result.steps.append(Step(entry["name"], op, 0.0, type=COPY, runner="none"))
+        elif entry["type"] == COPY or entry.get("custom"):  # a cloud resource: nothing on the lab
+            result.steps.append(Step(entry["name"], op, 0.0, type=entry["type"], runner="none"))
 
     # ---- operations ----
 
@@ -461,8 +461,8 @@ class _Session:
         op = self._op(res, prev, inputs)
         if self.preview:
             return self._preview_step(res, prev, op, inputs)
-        entry = {"urn": res.urn, "type": res.type, "name": res.name, "parent": res.parent, "inputs": inputs,
-                 "dependencies": res.dependencies, "outputs": {}}
+        entry = {"urn": res.urn, "type": res.type, "name": res.name, "parent": res.parent, "custom": res.custom,
+                 "inputs": inputs, "dependencies": res.dependencies, "outputs": {}}
         engine, result = self.engine, self.result
         if op != "same":
             with engine._pending_lock:

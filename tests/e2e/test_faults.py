@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -29,7 +30,7 @@ import pytest
 from tests.e2e.conftest import Deployer, get_json, status
 from tests.e2e.load import SteadyLoad
 from tests.engine import COMMAND, Engine
-from tests.lab.fixtures import testinfra_host
+from tests.lab.fixtures import testinfra_host as fresh_host
 from tests.lab.lab import Lab
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,7 +57,7 @@ def app_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def host(lab: Lab) -> Any:
     """A new connection per test: the reboot test cuts the old ones."""
-    return testinfra_host(lab)
+    return fresh_host(lab)
 
 
 @pytest.fixture(scope="module")
@@ -128,22 +129,59 @@ def report(fault: str, load: SteadyLoad, seconds: float, detail: str) -> None:
     print(line)
 
 
+def killed_up_after(deployer: Deployer, cfg: dict[str, Any], name: str, lab: Lab, host_name: str, wait_on_host: str,
+                    work: Path) -> tuple[str, str]:
+    """`pulumi up` killed once `name`'s step runs and `wait_on_host` (a shell loop) returned on the host."""
+    cfg_file = work / "config.json"
+    cfg_file.write_text(json.dumps(cfg))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.engine", "up", str(deployer.state), str(cfg_file), "local"],
+        cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        wait_pending(deployer.state, name, time.monotonic() + 240, lambda: proc.poll() is None)
+        lab.ssh(host_name, f"timeout 120 bash -c {shlex.quote(wait_on_host)}", timeout=130, check=True)
+        assert proc.poll() is None, "the up ended before the fault"
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    time.sleep(2)
+    remote = lab.ssh(host_name, "pgrep -fa '[P]H_SCRIPT_' | cut -c1-60 || true").stdout.decode().strip()
+    pending = Engine(deployer.state).pending_operations()
+    return ", ".join(f"{p['type']} {p['urn'].split('::')[-1]}" for p in pending) or "none", remote or "none"
+
+
+@pytest.mark.parametrize("moment", ["before-switch", "after-switch"])
 def test_kill_the_up_mid_rolling_release(deployer: Deployer, config: dict[str, Any], app_dir: Path, address: str,
-                                         host: Any, tmp_path: Path) -> None:
+                                         host: Any, lab: Lab, host_name: str, tmp_path: Path, moment: str) -> None:
+    """Killed before or right after the deploy switched `current` to the new release."""
     before = kept(host)
-    version(app_dir / APP, "v2")
+    old, new = ver(address), f"v2-{moment}"
+    version(app_dir / APP, new)
+    current = f"/srv/plumber/{APP}/current"
+    # before the switch: the up is killed while the deploy unpacks (current still the old release);
+    # after it: killed as soon as `current` points at the new release, workers not yet restarted
+    wait = (f"while [ \"$(readlink {current})\" = \"{host.check_output(f'readlink {current}')}\" ]; do sleep 0.02; done"
+            if moment == "after-switch" else "sleep 0.2")
     with SteadyLoad(address, f"/{APP}/version", rate=20, max_seconds=240) as load:
-        pending = killed_up(deployer, config, f"{APP}-deploy", 2.0, tmp_path)
+        pending, remote = killed_up_after(deployer, config, f"{APP}-deploy", lab, host_name, wait, tmp_path)
         assert status(f"http://{address}/{APP}/health") == 200  # still serving
-        assert ver(address) in {"v1", "v2"}
+        serving = ver(address)
+        assert serving in {old, new}
         releases, env = kept(host)
         assert env and set(before[0]) <= set(releases)  # nothing lost
         seconds, warnings = converge(deployer, config)
         time.sleep(1)
-    assert ver(address) == "v2"
+    after = ver(address)
+    report(f"kill mid rolling release ({moment})", load, seconds,
+           f"pending after the kill: {pending}; deploy script still running on the host: {remote}; "
+           f"served {serving} after the kill, {after} after the next up")
     assert warnings and "pending operations" in warnings[0], warnings
-    report("kill mid rolling release", load, seconds, f"pending after the kill: {pending}")
     assert load.result.failed == 0, dict(load.result.statuses)
+    assert after == new, (f"the next up reported success but {APP} serves {after}; current -> "
+                          f"{host.check_output(f'readlink {current}')}")
 
 
 def test_kill_the_up_mid_provisioning(deployer: Deployer, config: dict[str, Any], address: str, host: Any,
@@ -215,7 +253,7 @@ def test_ssh_connection_dropped_mid_command(deployer: Deployer, config: dict[str
     with SteadyLoad(address, f"/{APP}/version", rate=20, max_seconds=240) as load:
         up, errors = _in_thread(lambda: deployer.up(config))
         wait_pending(deployer.state, f"{APP}-deploy", time.monotonic() + 240, up.is_alive)
-        time.sleep(1.5)
+        time.sleep(0.5)
         cut = lab.ssh(host_name, CUT, timeout=30).stdout.decode().split()
         up.join(timeout=600)
         assert cut, "no connection to cut"
@@ -249,7 +287,7 @@ def test_host_reboots_mid_deploy(deployer: Deployer, config: dict[str, Any], app
             time.sleep(0.5)
         assert back is not None, "not serving after the reboot"
         error = str(errors[0]).splitlines()[0][:160] if errors else "none (the deploy finished before the reboot)"
-        releases, env = kept(testinfra_host(lab))
+        releases, env = kept(fresh_host(lab))
         assert env and set(before[0]) <= set(releases)
         seconds, _ = converge(deployer, config)
     assert ver(address) == "v4"
