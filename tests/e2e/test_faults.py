@@ -281,11 +281,13 @@ class HeldLock:
                 self.proc.wait(timeout=15)
 
 
-# Cut the SSH connections that carry a program command (its script is a PH_SCRIPT heredoc): kill the
-# sshd processes above it, except the listening daemon. The bracket keeps this line from matching itself.
+# Cut the SSH connections that carry a program command: sshd hands the command to `bash -c`, which
+# expands the script's heredoc and execs `bash -c "<script>"`, so the process's arguments start with the
+# script's header comment. Kill the sshd session process above it (the listener, /run/sshd.pid or PID 1's
+# child `sshd -D`, stays). The bracket keeps this line from matching itself.
 CUT = r"""
-main=$(cat /run/sshd.pid)
-for p in $(pgrep -f '[P]H_SCRIPT_'); do
+main=$(pgrep -o -x sshd)
+for p in $(pgrep -f '^bash -c # [p]lumber-hosting: '); do
   pp=$(ps -o ppid= -p "$p" | tr -d ' ')
   while [ -n "$pp" ] && [ "$pp" != 1 ] && [ "$pp" != "$main" ]; do
     if [ "$(ps -o comm= -p "$pp")" = sshd ]; then kill -9 "$pp" && echo "$pp"; fi
@@ -301,9 +303,14 @@ def test_ssh_connection_dropped_mid_command(deployer: Deployer, config: dict[str
     version(app_dir / APP, "v3")
     with SteadyLoad(address, f"/{APP}/version", rate=20, max_seconds=240) as load:
         lock = HeldLock(lab, host_name)  # the deploy waits in its preamble: cut before it changed anything
+        def cut_then_unlock() -> list[str]:
+            try:
+                return lab.ssh(host_name, CUT, timeout=30).stdout.decode().split()
+            finally:
+                lock.release()  # never leave the deploy waiting on a lock held by this test
+
         try:
-            error, cut = up_with_fault(deployer, config, f"{APP}-deploy", 1.0,
-                                       lambda: lab.ssh(host_name, CUT, timeout=30).stdout.decode().split())
+            error, cut = up_with_fault(deployer, config, f"{APP}-deploy", 1.0, cut_then_unlock)
         finally:
             lock.release()
         assert cut and cut[0], "no connection to cut"

@@ -40,6 +40,10 @@ class Recording(Engine):
             raise CommandFailedError(getattr(res, "urn", "") or res["urn"], op, "Process exited with status 1")  # type: ignore[index]
         return {"stdout": "", "stderr": ""}
 
+    def _copy(self, res: Declared, op: str, result: UpResult, prev: Any) -> dict[str, str]:
+        result.steps.append(Step(res.name, op, 0.0, type=engine_mod.COPY))  # no host: recorded only
+        return {}
+
 
 @pytest.fixture
 def cfg(tmp_path: Path) -> dict[str, Any]:
