@@ -381,6 +381,8 @@ def _delete_in_antichains(engine: Engine, entries: list[dict[str, Any]], result:
                 return
         with engine._pending_lock:
             engine._pending.append({"urn": entry["urn"], "type": "deleting"})
+        with lock:
+            save()  # the pending operation is on disk before the step runs (as for creates and updates)
         try:
             engine._delete(entry, "replace-delete" if entry.get("_replaced") else "delete", result)
         except Exception as e:  # the first failure cancels the deployment
