@@ -71,7 +71,11 @@ class CommandFailedError(RuntimeError):
         self.urn, self.op, self.error = urn, op, error
         self.stdout, self.stderr = stdout, stderr
         self.program: ProgramRun | None = None  # what was registered up to the failure (Engine.deploy)
-        super().__init__(f"{op} of {urn.split('::')[-1]} failed: {error[-4000:]}")
+        # the provider's text is "<error>: running <quoted command>:\n<stdout+stderr>" (commandOutputs.go:101):
+        # lead with the error and the output, not the command's text
+        head, sep, rest = error.partition(': running "')
+        output = rest.rsplit('":\n', 1)[-1] if sep else ""
+        super().__init__(f"{op} of {urn.split('::')[-1]} failed: {head}" + (f"\n{output[-4000:]}" if output else ""))
 
 
 class StepCancelledError(RuntimeError):

@@ -13,12 +13,13 @@ from __future__ import annotations
 import copy
 import inspect
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests import program
 from tests.e2e.conftest import Deployer, get_json, status
 from tests.engine import COMMAND, DROPLET
 from tests.lab.fixtures import testinfra_host as fresh_host
@@ -29,6 +30,24 @@ pytestmark = pytest.mark.skipif(
     "cloud" not in inspect.signature(run_program).parameters,
     reason="needs tests/program.py's MockCloud (issue 12): droplet ids that follow a replacement",
 )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def droplet_address_from_the_engine() -> Iterator[None]:
+    """tests/program.py's mocks give a droplet a documentation address (203.0.113.x) after applying
+    the engine's outputs; here the engine's (a lab host's address) win, as a real droplet's would."""
+    original = program._Mocks.new_resource
+
+    def new_resource(self: Any, args: Any) -> tuple[str | None, dict[str, Any]]:
+        pending = dict(getattr(self.pending, "outputs", None) or {})
+        rid, state = original(self, args)
+        if args.typ == DROPLET:
+            state.update(pending)
+        return rid, state
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(program._Mocks, "new_resource", new_resource)
+        yield
 
 
 @pytest.fixture(scope="module")
