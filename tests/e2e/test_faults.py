@@ -154,11 +154,14 @@ def killed_up_after(deployer: Deployer, cfg: dict[str, Any], name: str, lab: Lab
     return ", ".join(f"{p['type']} {p['urn'].split('::')[-1]}" for p in pending) or "none", remote or "none"
 
 
-@pytest.mark.xfail(strict=True, reason=(
+INTERRUPTED_DEPLOY_BUG = (
     "program bug found here: deploy-app.sh decides whether to restart the workers from `current` "
     "(`if [ \"$prev\" != \"$REL\" ]; then changed=1`), and an interrupted deploy has already switched "
     "`current`, so the next up's deploy restarts nothing and the old release keeps serving while the "
-    "state says the new one is deployed"))
+    "state says the new one is deployed")
+
+
+@pytest.mark.xfail(strict=True, reason=INTERRUPTED_DEPLOY_BUG)
 @pytest.mark.parametrize("moment", ["after-switch"])
 def test_kill_the_up_mid_rolling_release(deployer: Deployer, config: dict[str, Any], app_dir: Path, address: str,
                                          host: Any, lab: Lab, host_name: str, tmp_path: Path, moment: str) -> None:
@@ -297,6 +300,8 @@ done
 """
 
 
+@pytest.mark.xfail(strict=True, reason=INTERRUPTED_DEPLOY_BUG + " (the cut script resumes when the lock frees, "
+                   "switches `current`, and dies at its first write to the dropped connection)")
 def test_ssh_connection_dropped_mid_command(deployer: Deployer, config: dict[str, Any], app_dir: Path, address: str,
                                             host: Any, lab: Lab, host_name: str) -> None:
     before = kept(host)
