@@ -22,7 +22,9 @@ cloud resources have no effect on the lab.
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import inspect
 import json
 import os
 import threading
@@ -69,7 +71,11 @@ class CommandFailedError(RuntimeError):
         self.urn, self.op, self.error = urn, op, error
         self.stdout, self.stderr = stdout, stderr
         self.program: ProgramRun | None = None  # what was registered up to the failure (Engine.deploy)
-        super().__init__(f"{op} of {urn.split('::')[-1]} failed: {error[-4000:]}")
+        # the provider's text is "<error>: running <quoted command>:\n<stdout+stderr>" (commandOutputs.go:101):
+        # lead with the error and the output, not the command's text
+        head, sep, rest = error.partition(': running "')
+        output = rest.rsplit('":\n', 1)[-1] if sep else ""
+        super().__init__(f"{op} of {urn.split('::')[-1]} failed: {head}" + (f"\n{output[-4000:]}" if output else ""))
 
 
 class StepCancelledError(RuntimeError):
@@ -200,6 +206,7 @@ class Engine:
         self.parallel = parallel
         self._pending: list[dict[str, str]] = []
         self._previous: dict[str, dict[str, str]] = {}  # urn -> outputs an update starts from
+        self._cloud: Any = None  # tests/program.py's MockCloud, when it has one (droplet ids across ups)
         self._pending_lock = threading.Lock()
 
     # state: {"resources": [{urn, type, name, parent, id, inputs, dependencies, outputs}],
@@ -219,9 +226,31 @@ class Engine:
         tmp = self.state_file.with_suffix(f".tmp{threading.get_ident()}")
         with self._pending_lock:
             pending = list(self._pending)
-        tmp.write_text(json.dumps({"resources": resources, "pending_operations": pending}, indent=1))
+        doc: dict[str, Any] = {"resources": resources, "pending_operations": pending}
+        if self._cloud is not None:  # the account's droplets: their ids follow replacements
+            doc["cloud"] = {"droplets": self._cloud.droplets, "vpcs": self._cloud.vpcs}
+        elif self.state_file.exists():
+            old = json.loads(self.state_file.read_text()).get("cloud")
+            if old:
+                doc["cloud"] = old
+        tmp.write_text(json.dumps(doc, indent=1))
         os.chmod(tmp, 0o600)
         tmp.replace(self.state_file)
+
+    def _cloud_args(self, preview: bool) -> dict[str, Any]:
+        """``cloud=`` for run_program when tests/program.py has a MockCloud: the DigitalOcean account
+        as the last up left it (kept in the state file), so a replaced droplet gets a new id."""
+        if "cloud" not in inspect.signature(run_program).parameters:
+            return {}
+        from tests import program
+
+        cloud = program.MockCloud()  # type: ignore[attr-defined]
+        saved = json.loads(self.state_file.read_text()).get("cloud", {}) if self.state_file.exists() else {}
+        cloud.droplets.update({k: (v[0], v[1]) for k, v in saved.get("droplets", {}).items()})
+        cloud.vpcs.update(saved.get("vpcs", {}))
+        if not preview:
+            self._cloud = cloud
+        return {"cloud": copy.deepcopy(cloud) if preview else cloud}
 
     # ---- carrying out one step (the provider's side) ----
 
@@ -275,8 +304,8 @@ class Engine:
         (it does not implement infer.CustomDelete; infer/resource.go:1484-1498)."""
         if entry["type"] == COMMAND:
             self._run(entry, op, entry["inputs"].get("delete"), result)
-        elif entry["type"] == COPY:
-            result.steps.append(Step(entry["name"], op, 0.0, started=time.time(), type=COPY, runner="none"))
+        elif entry["type"] == COPY or entry.get("custom"):  # a cloud resource: nothing on the lab
+            result.steps.append(Step(entry["name"], op, 0.0, started=time.time(), type=entry["type"], runner="none"))
 
     # ---- operations ----
 
@@ -289,7 +318,7 @@ class Engine:
         """
         session = _Session(self, preview=False)
         try:
-            program = run_program(config, stack=stack, on_register=session.step)
+            program = run_program(config, stack=stack, on_register=session.step, **self._cloud_args(False))
         except Exception:
             if session.failure is not None:  # the program stopped because a step failed
                 session.failure.program = ProgramRun(stack=stack, resources=list(session.declared))
@@ -315,7 +344,8 @@ class Engine:
         and on any input change, every output that does not mirror an input), so an input
         computed from a probe's stdout is unknown and its apply never runs (sdk output.py)."""
         session = _Session(self, preview=True)
-        program = run_program(config, stack=stack, preview=True, on_register=session.step)
+        program = run_program(config, stack=stack, preview=True, on_register=session.step,
+                              **self._cloud_args(True))
         seen = {r.urn for r in program.resources}
         ops = dict(session.plan)
         types = {r.name: r.type for r in program.resources}
@@ -355,6 +385,8 @@ def _delete_in_antichains(engine: Engine, entries: list[dict[str, Any]], result:
                 return
         with engine._pending_lock:
             engine._pending.append({"urn": entry["urn"], "type": "deleting"})
+        with lock:
+            save()  # the pending operation is on disk before the step runs (as for creates and updates)
         try:
             engine._delete(entry, "replace-delete" if entry.get("_replaced") else "delete", result)
         except Exception as e:  # the first failure cancels the deployment
@@ -435,8 +467,8 @@ class _Session:
         op = self._op(res, prev, inputs)
         if self.preview:
             return self._preview_step(res, prev, op, inputs)
-        entry = {"urn": res.urn, "type": res.type, "name": res.name, "parent": res.parent, "inputs": inputs,
-                 "dependencies": res.dependencies, "outputs": {}}
+        entry = {"urn": res.urn, "type": res.type, "name": res.name, "parent": res.parent, "custom": res.custom,
+                 "inputs": inputs, "dependencies": res.dependencies, "outputs": {}}
         engine, result = self.engine, self.result
         if op != "same":
             with engine._pending_lock:
@@ -498,9 +530,7 @@ class _Session:
             assert prev is not None
             with self.lock:
                 self.replaced.append(prev)
-            # a new droplet: a new id (tests/program.py hands ``__id`` to the program as the id)
-            new_id = str(int(prev["outputs"].get("__id") or 500000) + 1)
-            return {**engine.fresh_host(prev, plain(res.inputs)), "__id": new_id}
+            return dict(engine.fresh_host(prev, plain(res.inputs)))
         if op == "same" or op == "update":
             return dict(prev["outputs"]) if prev and prev.get("outputs") else dict(engine.droplet_outputs(res))
         return dict(engine.droplet_outputs(res))

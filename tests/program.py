@@ -207,10 +207,8 @@ class _Mocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         state = dict(args.inputs)
         state.update(FAKE_STATE.get(args.typ, {}))
-        pending = dict(getattr(self.pending, "outputs", None) or {})
+        state.update(getattr(self.pending, "outputs", None) or {})
         self.pending.outputs = None
-        engine_id = pending.pop("__id", None)  # the test engine's id for a replaced resource (a new droplet)
-        state.update(pending)
         # DigitalOcean ids are numbers; these are stable per resource, so two runs of
         # the same program declare the same inputs whatever order resources register in.
         rid = str(100000 + zlib.crc32(f"{args.typ}::{args.name}".encode()) % 900000)
@@ -228,8 +226,6 @@ class _Mocks(pulumi.runtime.Mocks):
         if args.typ == "digitalocean:index/sshKey:SshKey":  # DigitalOcean's MD5 fingerprint of the key
             digest = hashlib.md5(base64.b64decode(str(args.inputs["publicKey"]).split()[1])).hexdigest()
             state["fingerprint"] = ":".join(digest[i : i + 2] for i in range(0, 32, 2))
-        if engine_id is not None:
-            rid = str(engine_id)
         urn_kind = URN_OUTPUTS.get(args.typ)
         if urn_kind:
             state[urn_kind[0]] = f"do:{urn_kind[1]}:{state.get('ip_address', rid)}"

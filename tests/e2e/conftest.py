@@ -136,6 +136,10 @@ class Deployer:
     state: Path
     config: dict[str, Any] = field(default_factory=dict)
     last: ProgramRun | None = None
+    engine_options: dict[str, Any] = field(default_factory=dict)  # Engine(droplet_outputs=, fresh_host=)
+
+    def engine(self) -> Engine:
+        return Engine(self.state, **self.engine_options)
 
     def base_hosts(self, n: int) -> dict[str, Any]:
         """The local stack over the first n lab hosts (existing-host mode, several hosts)."""
@@ -155,7 +159,7 @@ class Deployer:
     def up(self, config: dict[str, Any]) -> UpResult:
         self.config = copy.deepcopy(config)
         try:
-            self.last, result = Engine(self.state).deploy(config, stack="local")
+            self.last, result = self.engine().deploy(config, stack="local")
         except CommandFailedError as e:
             self.last = e.program  # the failed run: what it declared up to the failure
             raise
@@ -172,10 +176,10 @@ class Deployer:
 
     def preview(self, config: dict[str, Any]) -> Plan:
         """`pulumi preview --stack local`: the plan against the current state."""
-        return Engine(self.state).preview(config, stack="local")
+        return self.engine().preview(config, stack="local")
 
     def destroy(self) -> UpResult:
-        result = Engine(self.state).destroy()
+        result = self.engine().destroy()
         record(result)
         return result
 

@@ -71,7 +71,7 @@ def test_unread_stdin_over_the_window_is_eof_even_on_exit_0(conn: dict[str, Any]
 
 
 def test_dial_retries_then_reports_the_attempts(conn: dict[str, Any]) -> None:
-    closed = {**conn, "port": 1, "dialErrorLimit": 2}
+    closed = {**conn, "host": "127.0.0.1", "port": 1, "dialErrorLimit": 2}  # nothing listens there
     res = sshrun.run(closed, "true")
     # connection.go dialWithRetry: "after %d failed attempts: %w" with try = dials - 1
     assert res.error is not None and res.error.startswith("after 2 failed attempts: dial tcp"), res.error
