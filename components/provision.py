@@ -15,7 +15,13 @@ from components.render import render, sha
 TYPE = "plumber-hosting:index:Provision"
 
 BASE_PACKAGES = ["nginx", "libnginx-mod-http-js", "ufw", "certbot", "curl", "ca-certificates", "openssl", "iproute2", "psmisc"]
-DISTRO_R = ["r-base-core", "r-cran-plumber"]
+# plumber's optional features, as its documentation describes them, work on a new
+# server without the user listing packages (plumber only Suggests these):
+# cookies and sessions (base64enc), csv/tsv (readr), yaml, png/jpeg/tiff through
+# ragg, svglite, async with promises and future; and renv for apps with an
+# renv.lock. htmlwidget needs pandoc: list `htmlwidgets` and `pandoc` per app.
+PLUMBER_EXTRAS = ["base64enc", "readr", "yaml", "ragg", "svglite", "future", "promises", "renv"]
+DISTRO_R = ["r-base-core", "r-cran-plumber", *(f"r-cran-{p}" for p in PLUMBER_EXTRAS)]
 HEALTHZ_INTERVAL = 2  # seconds between the /healthz checker's passes
 
 
@@ -42,6 +48,7 @@ def provision_script(spec: StackSpec) -> str:
         r_version=spec.r_version,
         rscript=spec.rscript,
         cran_repo=spec.cran_repo,
+        r_packages="c(" + ", ".join(f"'{p}'" for p in ["plumber", *PLUMBER_EXTRAS]) + ")",
         run_api_r=render("usr/local/lib/plumber-hosting/run-api.R.j2"),
         nginx_http_conf=render("etc/nginx/conf.d/plumber-hosting.conf.j2", behind_lb=spec.load_balanced),
         api_key_js=render("etc/nginx/plumber-hosting/api-key.js.j2"),
