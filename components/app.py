@@ -10,6 +10,7 @@ from pulumi_command import remote
 
 from components.bundle import make_bundle
 from components.config import AppSpec, StackSpec, resolve_path
+from components.packages import has_lockfile, r_named_vector, r_vector, split_pin
 from components.remote_script import child_options, owner_token, script_command
 from components.render import render, sha
 
@@ -27,12 +28,11 @@ def release_present(probe_stdout: str | None) -> bool:
     return bool(lines) and lines[-1].strip() == "present"
 
 
-def r_vector(items: list[str]) -> str:
-    return "c(" + ", ".join(f"'{i}'" for i in items) + ")"
-
-
-def deploy_script(spec: StackSpec, app: AppSpec, release: str, token: str) -> str:
+def deploy_script(spec: StackSpec, app: AppSpec, release: str, token: str, renv: bool = False) -> str:
+    """`renv`: the app's source holds an renv.lock (restored at deploy)."""
     ports = app.ports
+    names = [split_pin(p)[0] for p in app.packages if "@" not in p]
+    pins = dict(split_pin(p) for p in app.packages if "@" in p)
     upstream = "etc/nginx/plumber-hosting/upstreams/api.conf.j2"
     common = {
         "name": app.name,
@@ -56,7 +56,11 @@ def deploy_script(spec: StackSpec, app: AppSpec, release: str, token: str) -> st
         start_timeout=app.start_timeout,
         drain_timeout=min(app.timeout + 5, 120),
         keep_releases=app.keep_releases,
-        packages=r_vector(app.packages) if app.packages else None,
+        packages=r_vector(names) if names else None,
+        pins=r_named_vector(pins) if pins else None,  # type: ignore[arg-type]
+        system_packages=app.system_packages,
+        renv=renv,
+        renv_repos=app.renv_repos,
         cran_repo=spec.cran_repo,
         rscript=spec.rscript,
         unit_file=render(
@@ -101,9 +105,11 @@ class PlumberApp(pulumi.ComponentResource):
     def __init__(self, name: str, args: PlumberAppArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(TYPE, name, None, opts)
         app = args.app
-        bundle = make_bundle(resolve_path(args.base_dir, app.source), env_file(app))
-        token = owner_token(name, deploy_script(args.spec, app, bundle.release, ""))
-        script = deploy_script(args.spec, app, bundle.release, token)
+        source = resolve_path(args.base_dir, app.source)
+        bundle = make_bundle(source, env_file(app))
+        renv = has_lockfile(source)
+        token = owner_token(name, deploy_script(args.spec, app, bundle.release, "", renv))
+        script = deploy_script(args.spec, app, bundle.release, token, renv)
         # Asks the server whether the release is already there. Its script
         # carries a hash of the deploy script (which names the release), so it
         # runs again whenever the deploy does for anything but an env change,

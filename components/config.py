@@ -14,11 +14,13 @@ import json
 import re
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pulumi
 from pulumi.runtime import config as runtime_config
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from components.packages import DebPackage, RPackage, split_pin
 
 NAMESPACE = "plumber-hosting"
 
@@ -75,7 +77,6 @@ TEXT_KEYS = {
 NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
 PATH_SEGMENT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._~-]*$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-R_PACKAGE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9.]*[A-Za-z0-9]$")
 R_VERSION_RE = re.compile(r"^(distro|\d+\.\d+\.\d+)$")
 SIZE_RE = re.compile(r"^\d+[KMG]$")
 DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
@@ -256,7 +257,9 @@ class AppSpec(Strict):
     workers: int = Field(1, ge=1, le=MAX_WORKERS)
     port: int | None = Field(None, ge=1024, le=65000)
     docs: bool = False
-    packages: list[str] = []
+    packages: list[RPackage] = []  # name or name@version
+    system_packages: list[DebPackage] = []  # Debian/Ubuntu packages, installed before `packages`
+    renv_repos: Literal["cran_repo", "lockfile"] = "cran_repo"  # where an renv.lock restores from
     env: dict[str, str] = {}
     secret_env: dict[str, str] = {}
     health_path: str | None = None
@@ -312,9 +315,14 @@ class AppSpec(Strict):
     @field_validator("packages")
     @classmethod
     def _packages(cls, v: list[str]) -> list[str]:
-        for p in v:
-            if not R_PACKAGE_RE.match(p):
-                raise ValueError(f"{p!r} is not an R package name")
+        names = [split_pin(p)[0] for p in v]
+        if len(set(names)) != len(names):
+            raise ValueError("a package is listed twice")
+        return v
+
+    @field_validator("system_packages")
+    @classmethod
+    def _system_packages(cls, v: list[str]) -> list[str]:
         if len(set(v)) != len(v):
             raise ValueError("a package is listed twice")
         return v

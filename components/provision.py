@@ -19,9 +19,13 @@ BASE_PACKAGES = ["nginx", "libnginx-mod-http-js", "ufw", "certbot", "curl", "ca-
 # server without the user listing packages (plumber only Suggests these):
 # cookies and sessions (base64enc), csv/tsv (readr), yaml, png/jpeg/tiff through
 # ragg, svglite, async with promises and future; and renv for apps with an
-# renv.lock. htmlwidget needs pandoc: list `htmlwidgets` and `pandoc` per app.
-PLUMBER_EXTRAS = ["base64enc", "readr", "yaml", "ragg", "svglite", "future", "promises", "renv"]
+# htmlwidget needs pandoc: list `htmlwidgets` and `pandoc` per app.
+PLUMBER_EXTRAS = ["base64enc", "readr", "yaml", "ragg", "svglite", "future", "promises"]
 DISTRO_R = ["r-base-core", "r-cran-plumber", *(f"r-cran-{p}" for p in PLUMBER_EXTRAS)]
+# From apt where the release has it (Debian 13: renv 1.1; Debian 12 has none): a
+# deploy that needs renv (an renv.lock, a name@version pin) installs it from the
+# stack's cran_repo otherwise.
+DISTRO_R_OPTIONAL = ["r-cran-renv"]
 HEALTHZ_INTERVAL = 2  # seconds between the /healthz checker's passes
 
 
@@ -45,6 +49,7 @@ def provision_script(spec: StackSpec) -> str:
         "scripts/provision.sh.j2",
         swap_gb=spec.swap_gb,
         apt_packages=packages,
+        optional_apt_packages=DISTRO_R_OPTIONAL if spec.r_version == "distro" else [],
         r_version=spec.r_version,
         rscript=spec.rscript,
         cran_repo=spec.cran_repo,
