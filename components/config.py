@@ -381,7 +381,7 @@ class StackSpec(Strict):
     # Droplet
     region: str = "nyc3"
     size: str = "s-1vcpu-2gb"
-    image: str = "debian-12-x64"
+    image: str = "debian-13-x64"
     droplet_name: str | None = None
     tags: list[str] = []
     backups: bool = False
@@ -417,7 +417,7 @@ class StackSpec(Strict):
     @classmethod
     def _slug(cls, v: str) -> str:
         if not SLUG_RE.match(v):
-            raise ValueError("expected a DigitalOcean slug such as nyc3, s-1vcpu-2gb or debian-12-x64")
+            raise ValueError("expected a DigitalOcean slug such as nyc3, s-1vcpu-2gb or debian-13-x64")
         return v
 
     @field_validator("droplet_name")
