@@ -381,6 +381,11 @@ class StackSpec(Strict):
     # Droplet
     region: str = "nyc3"
     size: str = "s-1vcpu-2gb"
+    # Debian 13. DigitalOcean names its Debian images debian-<major>-x64; the
+    # reference corpus held no DigitalOcean page listing debian-13-x64 itself, but
+    # public code passes that slug to its API/provider (e.g. Terraform's
+    # `data "digitalocean_image" { slug = "debian-13-x64" }`, test-kitchen's
+    # DigitalOcean driver). Override with `image` if the account lacks it.
     image: str = "debian-13-x64"
     droplet_name: str | None = None
     tags: list[str] = []
