@@ -215,8 +215,8 @@ def test_docs_try_it_out_in_a_real_browser(base: str, address: str) -> None:
                 response = resp.value
                 assert response.url.startswith(f"{base}/{app}/"), response.url
                 assert response.status == 200, (app, response.url, response.status)
-                op.locator(".live-responses-table .response-col_status").first.wait_for(timeout=20000)
-                shown = op.locator(".live-responses-table .response-col_status").first.inner_text().strip()
+                op.locator(".live-responses-table tbody .response-col_status").first.wait_for(timeout=20000)
+                shown = op.locator(".live-responses-table tbody .response-col_status").first.inner_text().strip()
                 assert shown == "200", (app, shown)
                 page.screenshot(path=str(ARTIFACTS / f"docs-{app}.png"), full_page=True)
                 print(f"docs {app}: Try it out -> {response.url} answered {response.status}; screenshot .lab/artifacts/docs-{app}.png")
