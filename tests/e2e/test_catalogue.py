@@ -161,7 +161,8 @@ def test_json_form_and_multipart_bodies(base: str, tmp_path: Path) -> None:
     assert get_json(f"{base}/bodies/sum", "-X", "POST", *j, "-d", '{"a": 2, "b": 3.5}') == {"sum": [5.5]}
     assert get_json(f"{base}/bodies/sum", "-X", "POST", "-d", "a=2&b=40") == {"sum": [42]}
     nested = {"user": {"name": "ada", "langs": ["R", "C"]}}
-    assert get_json(f"{base}/bodies/echo", "-X", "POST", *j, "-d", json.dumps(nested)) == nested
+    echoed = get_json(f"{base}/bodies/echo", "-X", "POST", *j, "-d", json.dumps(nested))
+    assert echoed == {"user": {"name": ["ada"], "langs": ["R", "C"]}}  # plumber's JSON boxes scalars
     form = get_json(f"{base}/bodies/form", "--data-urlencode", "name=Ada Lovelace", "-d", "age=36")
     assert form == {"name": ["Ada Lovelace"], "age": [36], "content_type": ["application/x-www-form-urlencoded"]}
     upload = tmp_path / "measurements.bin"
