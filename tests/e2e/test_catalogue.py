@@ -230,8 +230,8 @@ def test_docs_try_it_out_in_a_real_browser(base: str, address: str) -> None:
 
 def test_no_op_up_runs_no_command(deployer: Deployer, config: dict[str, Any]) -> None:
     result = deployer.up(config)
-    assert result.steps == []
-    print(f"no-op up: {len(result.steps)} commands")
+    assert result.ran == [], result.ran
+    print(f"no-op up: {len(result.ran)} commands")
 
 
 def test_unchanged_lockfile_installs_nothing(deployer: Deployer, config: dict[str, Any], renv_copy: Path, base: str) -> None:
