@@ -58,6 +58,10 @@ def provision_script(spec: StackSpec) -> str:
         nginx_http_conf=render("etc/nginx/conf.d/plumber-hosting.conf.j2", behind_lb=spec.load_balanced),
         api_key_js=render("etc/nginx/plumber-hosting/api-key.js.j2"),
         sshd_conf=render("etc/ssh/sshd_config.d/plumber-hosting.conf.j2"),
+        # SSH open to the world keeps OpenSSH's per-source penalties for everyone.
+        sshd_penalties_conf=None
+        if spec.ssh_open_to_world
+        else render("etc/ssh/sshd_config.d/plumber-hosting-penalties.conf.j2", cidrs=spec.admin_cidrs),
         unattended_upgrades=droplet,
         auto_upgrades=render("etc/apt/apt.conf.d/20auto-upgrades.j2"),
         ufw_rules=ufw_rules(spec.admin_cidrs),
