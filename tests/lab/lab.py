@@ -1111,6 +1111,14 @@ class Lab:
             etc / "apt/apt.conf.d/01proxy",
             f'Acquire::http::Proxy "http://{h.host_end}:{ACNG_PORT}";\n',
         )
+        if h.suite != "bookworm":
+            # OpenSSH 9.8+ refuses a source for a while after connections that close
+            # before authenticating (PerSourcePenalties); the lab polls sshd while the
+            # host boots, from the host end, which is the admin's address here too.
+            _write(
+                etc / "ssh/sshd_config.d/lab-penalties.conf",
+                f"PerSourcePenaltyExemptList {NET_PREFIX}.0.0/16\n",
+            )
         _run(["ssh-keygen", "-A", "-f", str(tree)])
         pub = self.key_path.with_suffix(".pub").read_text()
         ssh_dir = tree / "root/.ssh"
