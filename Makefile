@@ -6,7 +6,7 @@ PYTHON ?= python3
 PYTEST := $(PYTHON) -m pytest
 APT_PACKAGES := $(shell cat tests/lab/apt-packages.txt 2>/dev/null) \
 	nginx libnginx-mod-http-js shellcheck r-base-core r-cran-plumber r-cran-digest curl openssl wrk make \
-	nmap testssl.sh \
+	nmap testssl.sh chromium \
 	golang-go golang-golang-x-crypto-dev golang-github-pkg-sftp-dev
 
 .PHONY: unit-loop bench security-report bench-release bench-transport test deps lint test-unit test-static test-e2e lab lab-down lab-status clean

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pulumi
 from pulumi_command import remote
 
 from components.bundle import Bundle, make_bundle
 from components.config import AppSpec, StackSpec, resolve_path
+from components.packages import has_lockfile, r_named_vector, r_vector, split_pin
 from components.remote_script import child_options, owner_token, script_command
 from components.render import render
 
@@ -31,14 +33,20 @@ def upload_path(app: AppSpec, bundle: Bundle) -> str:
     return f"{UPLOADS}/{app.name}/{bundle.release}.tar"
 
 
-def r_vector(items: list[str]) -> str:
-    return "c(" + ", ".join(f"'{i}'" for i in items) + ")"
-
-
 def deploy_script(
-    spec: StackSpec, app: AppSpec, bundle: Bundle, token: str, *, upload_user: str, upload_resource: str
+    spec: StackSpec,
+    app: AppSpec,
+    bundle: Bundle,
+    token: str,
+    *,
+    upload_user: str,
+    upload_resource: str,
+    renv: bool = False,
 ) -> str:
+    """`renv`: the app's source holds an renv.lock (restored at deploy)."""
     ports = app.ports
+    names = [split_pin(p)[0] for p in app.packages if "@" not in p]
+    pins = dict(split_pin(p) for p in app.packages if "@" in p)
     upstream = "etc/nginx/plumber-hosting/upstreams/api.conf.j2"
     common = {
         "name": app.name,
@@ -66,7 +74,11 @@ def deploy_script(
         start_timeout=app.start_timeout,
         drain_timeout=min(app.timeout + 5, 120),
         keep_releases=app.keep_releases,
-        packages=r_vector(app.packages) if app.packages else None,
+        packages=r_vector(names) if names else None,
+        pins=r_named_vector(pins) if pins else None,  # type: ignore[arg-type]
+        system_packages=app.system_packages,
+        renv=renv,
+        renv_repos=app.renv_repos,
         cran_repo=spec.cran_repo,
         rscript=spec.rscript,
         unit_file=render(
@@ -111,7 +123,8 @@ class PlumberApp(pulumi.ComponentResource):
     def __init__(self, name: str, args: PlumberAppArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(TYPE, name, None, opts)
         app = args.app
-        bundle = make_bundle(resolve_path(args.base_dir, app.source), args.base_dir)
+        source = resolve_path(args.base_dir, app.source)
+        bundle = make_bundle(source, args.base_dir)
         user = args.connection.user or "root"  # pulumi-command v1.2.1 default (remote/connection.go:57)
         if not isinstance(user, str):
             raise TypeError("PlumberApp: the connection's user must be known when the program runs")
@@ -143,7 +156,9 @@ class PlumberApp(pulumi.ComponentResource):
             triggers=[args.connection.host, args.connection.port or 22, user],
             opts=pulumi.ResourceOptions(parent=self),
         )
-        options = {"upload_user": user, "upload_resource": f"{name}-upload"}
+        options: dict[str, Any] = {
+            "upload_user": user, "upload_resource": f"{name}-upload", "renv": has_lockfile(source),
+        }
         token = owner_token(name, deploy_script(args.spec, app, bundle, "", **options))
         self.command = script_command(
             f"{name}-deploy",

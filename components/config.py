@@ -14,13 +14,14 @@ import json
 import re
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pulumi
 from pulumi.runtime import config as runtime_config
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from components.droplet_rules import droplet_problems
+from components.packages import DebPackage, RPackage, split_pin
 
 NAMESPACE = "plumber-hosting"
 
@@ -80,7 +81,6 @@ TEXT_KEYS = {
 NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
 PATH_SEGMENT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._~-]*$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-R_PACKAGE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9.]*[A-Za-z0-9]$")
 R_VERSION_RE = re.compile(r"^(distro|\d+\.\d+\.\d+)$")
 SIZE_RE = re.compile(r"^\d+[KMG]$")
 DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
@@ -261,7 +261,9 @@ class AppSpec(Strict):
     workers: int = Field(1, ge=1, le=MAX_WORKERS)
     port: int | None = Field(None, ge=1024, le=65000)
     docs: bool = False
-    packages: list[str] = []
+    packages: list[RPackage] = []  # name or name@version
+    system_packages: list[DebPackage] = []  # Debian/Ubuntu packages, installed before `packages`
+    renv_repos: Literal["cran_repo", "lockfile"] = "cran_repo"  # where an renv.lock restores from
     env: dict[str, str] = {}
     secret_env: dict[str, str] = {}
     health_path: str | None = None
@@ -317,9 +319,14 @@ class AppSpec(Strict):
     @field_validator("packages")
     @classmethod
     def _packages(cls, v: list[str]) -> list[str]:
-        for p in v:
-            if not R_PACKAGE_RE.match(p):
-                raise ValueError(f"{p!r} is not an R package name")
+        names = [split_pin(p)[0] for p in v]
+        if len(set(names)) != len(names):
+            raise ValueError("a package is listed twice")
+        return v
+
+    @field_validator("system_packages")
+    @classmethod
+    def _system_packages(cls, v: list[str]) -> list[str]:
         if len(set(v)) != len(v):
             raise ValueError("a package is listed twice")
         return v
@@ -378,7 +385,12 @@ class StackSpec(Strict):
     # Droplet
     region: str = "nyc3"
     size: str = "s-1vcpu-2gb"
-    image: str = "debian-12-x64"
+    # Debian 13. DigitalOcean names its Debian images debian-<major>-x64; the
+    # reference corpus held no DigitalOcean page listing debian-13-x64 itself, but
+    # public code passes that slug to its API/provider (e.g. Terraform's
+    # `data "digitalocean_image" { slug = "debian-13-x64" }`, test-kitchen's
+    # DigitalOcean driver). Override with `image` if the account lacks it.
+    image: str = "debian-13-x64"
     droplet_name: str | None = None
     tags: list[str] = []
     backups: bool = False
@@ -417,7 +429,7 @@ class StackSpec(Strict):
     @classmethod
     def _slug(cls, v: str) -> str:
         if not SLUG_RE.match(v):
-            raise ValueError("expected a DigitalOcean slug such as nyc3, s-1vcpu-2gb or debian-12-x64")
+            raise ValueError("expected a DigitalOcean slug such as nyc3, s-1vcpu-2gb or debian-13-x64")
         return v
 
     @field_validator("droplet_name")

@@ -15,7 +15,17 @@ from components.render import render, sha
 TYPE = "plumber-hosting:index:Provision"
 
 BASE_PACKAGES = ["nginx", "libnginx-mod-http-js", "ufw", "certbot", "curl", "ca-certificates", "openssl", "iproute2", "psmisc"]
-DISTRO_R = ["r-base-core", "r-cran-plumber"]
+# plumber's optional features, as its documentation describes them, work on a new
+# server without the user listing packages (plumber only Suggests these):
+# cookies and sessions (base64enc), csv/tsv (readr), yaml, png/jpeg/tiff through
+# ragg, svglite, async with promises and future; and renv for apps with an
+# htmlwidget needs pandoc: list `htmlwidgets` and `pandoc` per app.
+PLUMBER_EXTRAS = ["base64enc", "readr", "yaml", "ragg", "svglite", "future", "promises"]
+DISTRO_R = ["r-base-core", "r-cran-plumber", *(f"r-cran-{p}" for p in PLUMBER_EXTRAS)]
+# From apt where the release has it (Debian 13: renv 1.1; Debian 12 has none): a
+# deploy that needs renv (an renv.lock, a name@version pin) installs it from the
+# stack's cran_repo otherwise.
+DISTRO_R_OPTIONAL = ["r-cran-renv"]
 HEALTHZ_INTERVAL = 2  # seconds between the /healthz checker's passes
 
 
@@ -39,13 +49,19 @@ def provision_script(spec: StackSpec) -> str:
         "scripts/provision.sh.j2",
         swap_gb=spec.swap_gb,
         apt_packages=packages,
+        optional_apt_packages=DISTRO_R_OPTIONAL if spec.r_version == "distro" else [],
         r_version=spec.r_version,
         rscript=spec.rscript,
         cran_repo=spec.cran_repo,
+        r_packages="c(" + ", ".join(f"'{p}'" for p in ["plumber", *PLUMBER_EXTRAS]) + ")",
         run_api_r=render("usr/local/lib/plumber-hosting/run-api.R.j2"),
         nginx_http_conf=render("etc/nginx/conf.d/plumber-hosting.conf.j2", behind_lb=spec.load_balanced),
         api_key_js=render("etc/nginx/plumber-hosting/api-key.js.j2"),
         sshd_conf=render("etc/ssh/sshd_config.d/plumber-hosting.conf.j2"),
+        # SSH open to the world keeps OpenSSH's per-source penalties for everyone.
+        sshd_penalties_conf=None
+        if spec.ssh_open_to_world
+        else render("etc/ssh/sshd_config.d/plumber-hosting-penalties.conf.j2", cidrs=spec.admin_cidrs),
         unattended_upgrades=droplet,
         auto_upgrades=render("etc/apt/apt.conf.d/20auto-upgrades.j2"),
         ufw_rules=ufw_rules(spec.admin_cidrs),

@@ -96,7 +96,7 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     reused = lab.is_up() and len(lab.state.hosts) >= needed  # type: ignore[union-attr]
     if reused:  # a running lab (make lab, or tests/lab in this session): fresh trees for its hosts
         for h in lab.state.hosts[:needed]:  # type: ignore[union-attr]
-            lab.reset_host(h.name)
+            lab.reset_host(h.name, suite=lab.suite)
     else:
         lab.up(needed)
     yield lab

@@ -1,30 +1,55 @@
 """A local CRAN-like repository for the lab (the lab host has no internet).
 
-Holds phgreet (built here from tests/e2e/rpkg) and digest, repackaged from
-Debian's r-cran-digest as an R binary package (the lab host runs the same
-Debian R), indexed with tools::write_PACKAGES and served over HTTP on the
-lab's host-end address.
+Holds, built here from tests/e2e/rpkg: phgreet; phversion in two versions,
+2.0.0 current and 1.0.0 under src/contrib/Archive/phversion/ (as CRAN keeps
+older versions: a pin or an renv.lock gets the older one while the latest is
+newer); phjq, a package with a system requirement (the jq program). And
+digest, repackaged from this machine's r-cran-digest as an R binary package.
+Indexed with tools::write_PACKAGES and served over HTTP on the lab's host-end
+address.
 """
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import tarfile
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SITE_LIBRARY = Path("/usr/lib/R/site-library")
+PHVERSION_CURRENT = "2.0.0"
+PHVERSION_ARCHIVED = "1.0.0"
+
+
+def _r_build(source: Path, into: Path) -> None:
+    into.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["R", "CMD", "build", "--no-manual", "--no-build-vignettes", str(source)], cwd=into, check=True, capture_output=True
+    )
+
+
+def _build_version(source: Path, version: str, into: Path) -> None:
+    """Build the package at `source` as `version` (its DESCRIPTION's Version rewritten)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / source.name
+        shutil.copytree(source, copy)
+        desc = copy / "DESCRIPTION"
+        lines = [f"Version: {version}" if ln.startswith("Version:") else ln for ln in desc.read_text().splitlines()]
+        desc.write_text("\n".join(lines) + "\n")
+        _r_build(copy, into)
 
 
 def build(repo: Path) -> Path:
     contrib = repo / "src" / "contrib"
-    contrib.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        ["R", "CMD", "build", "--no-manual", "--no-build-vignettes", str(HERE / "rpkg" / "phgreet")],
-        cwd=contrib, check=True, capture_output=True,
-    )
+    rpkg = HERE / "rpkg"
+    for pkg in ("phgreet", "phjq"):
+        _r_build(rpkg / pkg, contrib)
+    _build_version(rpkg / "phversion", PHVERSION_CURRENT, contrib)
+    _build_version(rpkg / "phversion", PHVERSION_ARCHIVED, contrib / "Archive" / "phversion")
     digest = SITE_LIBRARY / "digest"
     if not (digest / "DESCRIPTION").exists():
         raise RuntimeError("r-cran-digest is not installed on this machine (apt-get install r-cran-digest)")

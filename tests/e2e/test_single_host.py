@@ -85,7 +85,7 @@ def test_fresh_host_serves_every_app(deployer: Deployer, config: dict[str, Any],
     env = host.file("/etc/plumber-hosting/env/hello.env")
     assert env.mode == 0o600 and env.user == "root"
     assert host.file("/etc/nginx/plumber-hosting/locations/hashing.conf").exists
-    assert "server_tokens off" in host.file("/etc/nginx/conf.d/plumber-hosting.conf").content_string
+    assert "server_tokens off" in host.file("/etc/nginx/sites-available/plumber-hosting").content_string
     headers = curl("-s", "-D", "-", "-o", "/dev/null", f"{base}/hello/health").stdout
     assert re.search(r"^Server: nginx\s*$", headers, re.M), headers  # no version (server_tokens off)
 

@@ -1,4 +1,4 @@
-"""Test lab: droplet-like Debian 12 hosts in systemd-nspawn (see lab.py)."""
+"""Test lab: droplet-like Debian hosts (13 by default, 12 on request) in systemd-nspawn (see lab.py)."""
 
 from tests.lab.lab import (
     AptCacherState,

@@ -8,7 +8,7 @@ import logging
 import sys
 import time
 
-from tests.lab.lab import Lab, LabError, status_text
+from tests.lab.lab import SUITES, Lab, LabError, status_text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_up = sub.add_parser("up", help="(re)create the lab: apt proxy, pebble, N fresh hosts")
     p_up.add_argument("--hosts", type=int, default=1, metavar="N")
+    p_up.add_argument("--suite", choices=SUITES, default=None, help="Debian release of the hosts (default trixie; env LAB_SUITE)")
     sub.add_parser("down", help="stop everything and remove netns/veths/trees")
     p_st = sub.add_parser("status", help="how to reach each host")
     p_st.add_argument("--json", action="store_true", help="print state.json instead")
@@ -24,13 +25,14 @@ def main(argv: list[str] | None = None) -> int:
     p_rb.add_argument("name")
     p_rs = sub.add_parser("reset", help="replace a host's tree with a fresh copy and boot it")
     p_rs.add_argument("name")
+    p_rs.add_argument("--suite", choices=SUITES, default=None, help="switch the host to this Debian release")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s lab: %(message)s",
         datefmt="%H:%M:%S",
     )
-    lab = Lab()
+    lab = Lab(suite=getattr(args, "suite", None) if args.cmd == "up" else None)
     t0 = time.monotonic()
     try:
         if args.cmd == "up":
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             lab.reboot(args.name)
             print(f"{args.name} rebooted")
         elif args.cmd == "reset":
-            lab.reset_host(args.name)
+            lab.reset_host(args.name, suite=args.suite)
             print(f"{args.name} reset to a fresh tree")
     except (LabError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,6 +1,7 @@
-"""A lab of droplet-like Debian 12 test hosts on this machine.
+"""A lab of droplet-like Debian test hosts on this machine (Debian 13 by default).
 
-Each host is a fresh copy of a cached, debootstrapped Debian 12 tree booted with
+Each host is a fresh copy of a cached, debootstrapped Debian tree (one per suite:
+trixie by default, bookworm on request, ``LAB_SUITE`` or ``suite=``) booted with
 ``systemd-nspawn`` inside its own network namespace.  The copy is by default an
 overlayfs (empty upper layer over the read-only base tree: instant, and nothing to
 write or delete on this machine's slow, discard-mounted disk); ``tree_mode="copy"``
@@ -44,11 +45,14 @@ log = logging.getLogger("lab")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # --- the base tree -------------------------------------------------------------
-SUITE = "bookworm"
+# Debian 13 is what a new droplet runs (image debian-13-x64); Debian 12 still works
+# (``Lab(suite="bookworm")``, ``reset_host(name, suite="bookworm")``).
+SUITES = ("trixie", "bookworm")
+SUITE = "trixie"
 MIRROR = "http://deb.debian.org/debian"
 SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 VARIANT = "minbase"
-# What a DigitalOcean Debian 12 droplet has and deploy scripts may rely on.
+# What a DigitalOcean Debian droplet has and deploy scripts may rely on.
 # Deliberately absent: nginx, R, plumber, certbot, ufw (the program installs them).
 BASE_PACKAGES: tuple[str, ...] = (
     "systemd",
@@ -118,6 +122,7 @@ class HostState:
     log_path: str
     ssh_port: int = 22
     user: str = "root"
+    suite: str = SUITE
     pid: int | None = None
     pid_starttime: int | None = None
 
@@ -160,7 +165,9 @@ class LabState:
     apt_cacher_ng: AptCacherState | None = None
     key_path: str = ""
     ssh_config_path: str = ""
-    base_tree: str = ""
+    base_tree: str = ""  # the default suite's tree
+    base_trees: dict[str, str] = field(default_factory=dict)  # suite -> tree
+    suite: str = SUITE
     tree_mode: str = "overlay"
     created_at: float = 0.0
 
@@ -189,6 +196,8 @@ class LabState:
             key_path=data.get("key_path", ""),
             ssh_config_path=data.get("ssh_config_path", ""),
             base_tree=data.get("base_tree", ""),
+            base_trees=data.get("base_trees", {}),
+            suite=data.get("suite", SUITE),
             tree_mode=data.get("tree_mode", "overlay"),
             created_at=data.get("created_at", 0.0),
         )
@@ -386,10 +395,14 @@ def _http_post_json(url: str, payload: dict[str, Any], timeout: float = 10) -> b
 
 
 class Lab:
-    """Droplet-like Debian 12 hosts (systemd-nspawn) plus apt proxy and ACME server."""
+    """Droplet-like Debian hosts (systemd-nspawn) plus apt proxy and ACME server."""
 
-    def __init__(self, root: Path | str | None = None, tree_mode: str | None = None) -> None:
-        """`tree_mode`: "overlay" (default; env LAB_TREE_MODE) or "copy" (cp -a per host)."""
+    def __init__(self, root: Path | str | None = None, tree_mode: str | None = None, suite: str | None = None) -> None:
+        """`tree_mode`: "overlay" (default; env LAB_TREE_MODE) or "copy" (cp -a per host).
+        `suite`: the Debian release of the hosts, "trixie" (default; env LAB_SUITE) or "bookworm"."""
+        self.suite = suite or os.environ.get("LAB_SUITE", SUITE)
+        if self.suite not in SUITES:
+            raise ValueError(f"suite must be one of {SUITES}, not {self.suite!r}")
         self.repo_root = Path(root) if root is not None else REPO_ROOT
         self.tree_mode = tree_mode or os.environ.get("LAB_TREE_MODE", "overlay")
         if self.tree_mode not in ("overlay", "copy"):
@@ -481,13 +494,14 @@ class Lab:
             self.dir.mkdir(parents=True, exist_ok=True)
             self._ensure_key()
             state = LabState(
+                suite=self.suite,
                 key_path=str(self.key_path),
                 ssh_config_path=str(self.ssh_config_path),
                 tree_mode=self.tree_mode,
                 created_at=time.time(),
             )
             for i in range(n_hosts):
-                state.hosts.append(self._host_plan(i))
+                state.hosts.append(self._host_plan(i, self.suite))
             self._save(state)
             try:
                 for h in state.hosts:
@@ -495,7 +509,8 @@ class Lab:
                 log.info("network ready")
                 self._start_apt_cacher(state)
                 log.info("apt-cacher-ng ready")
-                state.base_tree = str(self._ensure_base())
+                state.base_tree = str(self._ensure_base(self.suite))
+                state.base_trees = {self.suite: state.base_tree}
                 self._save(state)
                 self._start_pebble(state)
                 log.info("pebble ready")
@@ -567,12 +582,21 @@ class Lab:
             self._wait_ready(h, timeout=timeout)
             return h
 
-    def reset_host(self, host_name: str, timeout: float = 120) -> HostState:
-        """Throw the host's tree away and boot a fresh copy of the base tree."""
+    def reset_host(self, host_name: str, timeout: float = 120, suite: str | None = None) -> HostState:
+        """Throw the host's tree away and boot a fresh copy of the base tree.
+
+        `suite` switches the host to another Debian release (its base tree is
+        debootstrapped on first use); without it the host keeps its release."""
+        if suite is not None and suite not in SUITES:
+            raise ValueError(f"suite must be one of {SUITES}, not {suite!r}")
         with self._locked():
             state = self._require_state()
             h = state.host(host_name)
+            if suite is not None and suite not in state.base_trees:
+                state.base_trees[suite] = str(self._ensure_base(suite))
+                self._save(state)
             self._shutdown(h, "poweroff")
+            h.suite = suite or h.suite
             self._prepare_tree(state, h)
             self._boot(state, h)
             self._wait_ready(h, timeout=timeout)
@@ -689,7 +713,7 @@ class Lab:
         _write(self.ssh_config_path, "\n".join(blocks))
 
     # --- network -----------------------------------------------------------------
-    def _host_plan(self, i: int) -> HostState:
+    def _host_plan(self, i: int, suite: str) -> HostState:
         name = f"{HOST_PREFIX}{i + 1}"
         net = f"{NET_PREFIX}.{FIRST_SUBNET + i}"
         return HostState(
@@ -702,6 +726,7 @@ class Lab:
             machine_dir=str(self.machines_dir / name / "root"),
             key_path=str(self.key_path),
             log_path=str(self.dir / f"{name}.log"),
+            suite=suite,
         )
 
     def _net_up(self, h: HostState, first_host_end: str) -> None:
@@ -833,33 +858,36 @@ class Lab:
             _wait_port(addr, ACNG_PORT, "apt-cacher-ng", pid, start, log_path)
 
     # --- base tree ---------------------------------------------------------------
-    def base_key(self) -> str:
+    def base_key(self, suite: str | None = None) -> str:
         spec = {
-            "suite": SUITE, "variant": VARIANT, "mirror": MIRROR,
+            "suite": suite or self.suite, "variant": VARIANT, "mirror": MIRROR,
             "packages": sorted(BASE_PACKAGES), "recipe": BASE_RECIPE,
         }  # fmt: skip
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
-    def _ensure_base(self) -> Path:
-        key = self.base_key()
+    def _ensure_base(self, suite: str) -> Path:
+        """The cached base tree of a suite (one per suite is kept), built if need be."""
+        key = self.base_key(suite)
         base = self.cache_dir / f"base-{key}"
         rootfs = base / "rootfs"
         if (base / "complete").exists() and rootfs.is_dir():
-            log.info("reusing cached base tree %s", base)
+            log.info("reusing cached %s base tree %s", suite, base)
             return rootfs
+        current = {f"base-{self.base_key(s)}" for s in SUITES}
         for old in self.cache_dir.glob("base-*"):
-            log.info("removing stale base tree %s", old)
-            _rmtree(old)
+            if old.name not in current:
+                log.info("removing stale base tree %s", old)
+                _rmtree(old)
         tmp = self.cache_dir / f"build-{key}"
         _rmtree(tmp)
         tmp.mkdir(parents=True)
         t0 = time.monotonic()
-        log.info("debootstrapping %s into %s (through the apt proxy)", SUITE, tmp)
+        log.info("debootstrapping %s into %s (through the apt proxy)", suite, tmp)
         env = dict(os.environ, http_proxy=f"http://127.0.0.1:{ACNG_PORT}")
         env.pop("https_proxy", None)
         cmd = [
             "debootstrap", f"--variant={VARIANT}", "--components=main",
-            f"--include={','.join(BASE_PACKAGES)}", SUITE, str(tmp / "rootfs"), MIRROR,
+            f"--include={','.join(BASE_PACKAGES)}", suite, str(tmp / "rootfs"), MIRROR,
         ]  # fmt: skip
         dlog = self.dir / "debootstrap.log"
         with open(dlog, "wb") as out:
@@ -877,19 +905,22 @@ class Lab:
                 raise LabError("debootstrap took more than 20 minutes") from exc
         if rc != 0:
             raise LabError(f"debootstrap failed ({rc}):\n{_tail(dlog)}")
-        self._customize_base(tmp / "rootfs")
+        self._customize_base(tmp / "rootfs", suite)
         (tmp / "complete").write_text(json.dumps({"key": key, "built": time.time()}))
         tmp.rename(base)
         log.info("base tree built in %.1fs", time.monotonic() - t0)
         return rootfs
 
-    def _customize_base(self, root: Path) -> None:
+    def _customize_base(self, root: Path, suite: str) -> None:
         _write(
             root / "etc/apt/sources.list",
-            f"deb {MIRROR} {SUITE} main\n"
-            f"deb {MIRROR} {SUITE}-updates main\n"
-            f"deb {SECURITY_MIRROR} {SUITE}-security main\n",
+            f"deb {MIRROR} {suite} main\n"
+            f"deb {MIRROR} {suite}-updates main\n"
+            f"deb {SECURITY_MIRROR} {suite}-security main\n",
         )
+        # trixie's debootstrap also writes the deb822 form; one list of sources only.
+        with contextlib.suppress(FileNotFoundError):
+            (root / "etc/apt/sources.list.d/debian.sources").unlink()
         # Time zone and locale as on a droplet: UTC, C.UTF-8 (en_US.UTF-8 generated).
         lt = root / "etc/localtime"
         if lt.exists() or lt.is_symlink():
@@ -1047,6 +1078,10 @@ class Lab:
         _https_get(state.pebble.directory_url, str(ca))  # TLS chain sanity check
 
     # --- hosts -------------------------------------------------------------------
+    @staticmethod
+    def _tree_of(state: LabState, h: HostState) -> str:
+        return state.base_trees.get(h.suite) or state.base_tree
+
     def _prepare_tree(self, state: LabState, h: HostState) -> None:
         tree = Path(h.machine_dir)
         hdir = tree.parent
@@ -1057,11 +1092,11 @@ class Lab:
             upper, work = hdir / "upper", hdir / "work"
             for d in (upper, work, tree):
                 d.mkdir(parents=True)
-            opts = f"lowerdir={state.base_tree},upperdir={upper},workdir={work}"
+            opts = f"lowerdir={self._tree_of(state, h)},upperdir={upper},workdir={work}"
             _run(["mount", "-t", "overlay", "overlay", "-o", opts, str(tree)])
         else:
             hdir.mkdir(parents=True)
-            _run(["cp", "-a", "--reflink=auto", state.base_tree, str(tree)], timeout=600)
+            _run(["cp", "-a", "--reflink=auto", self._tree_of(state, h), str(tree)], timeout=600)
         etc = tree / "etc"
         _write(etc / "hostname", f"{h.name}\n")
         _write(
@@ -1076,6 +1111,14 @@ class Lab:
             etc / "apt/apt.conf.d/01proxy",
             f'Acquire::http::Proxy "http://{h.host_end}:{ACNG_PORT}";\n',
         )
+        if h.suite != "bookworm":
+            # OpenSSH 9.8+ refuses a source for a while after connections that close
+            # before authenticating (PerSourcePenalties); the lab polls sshd while the
+            # host boots, from the host end, which is the admin's address here too.
+            _write(
+                etc / "ssh/sshd_config.d/lab-penalties.conf",
+                f"PerSourcePenaltyExemptList {NET_PREFIX}.0.0/16\n",
+            )
         _run(["ssh-keygen", "-A", "-f", str(tree)])
         pub = self.key_path.with_suffix(".pub").read_text()
         ssh_dir = tree / "root/.ssh"
@@ -1170,7 +1213,7 @@ def status_text(lab: Lab) -> str:
     for h in st.hosts:
         alive = "running" if _alive(h.pid, h.pid_starttime) else "STOPPED"
         lines += [
-            f"{h.name}: {alive} pid={h.pid} address={h.address} host_end={h.host_end}",
+            f"{h.name}: {alive} ({h.suite}) pid={h.pid} address={h.address} host_end={h.host_end}",
             f"  ssh -F {st.ssh_config_path} {h.name}",
             f"  {shlex.join(lab.ssh_argv(h.name))}",
         ]

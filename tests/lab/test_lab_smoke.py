@@ -34,13 +34,13 @@ def test_droplet_like_basics(lab: Lab, lab_host: testinfra.host.Host) -> None:
     assert state is not None
     h = state.hosts[0]
     assert lab_host.check_output("hostname") == h.name
-    assert "bookworm" in lab_host.file("/etc/os-release").content_string
+    assert f"VERSION_CODENAME={h.suite}" in lab_host.file("/etc/os-release").content_string
     assert lab_host.check_output("date +%Z") == "UTC"
     for tool in ("curl", "sudo", "gpg", "ps", "less", "ping", "crontab", "python3", "ip"):
         assert lab_host.exists(tool), tool
     assert lab_host.service("cron").is_running
     sources = lab_host.file("/etc/apt/sources.list").content_string
-    for suite in ("bookworm main", "bookworm-updates main", "bookworm-security main"):
+    for suite in (f"{h.suite} main", f"{h.suite}-updates main", f"{h.suite}-security main"):
         assert suite in sources
     assert state.apt_cacher_ng is not None
     proxy = lab_host.file("/etc/apt/apt.conf.d/01proxy").content_string

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import local_overrides
+from tests.e2e.catalogue import catalogue_config
 from tests.program import ProgramRun, run_program, run_stack, stack_config
 from tests.static.rendered import Landed, landed
 
@@ -35,7 +36,13 @@ def _https_private_acme() -> ProgramRun:
     return run_program(cfg, stack="local")
 
 
+def _catalogue() -> ProgramRun:
+    """The catalogue: renv.lock, name@version pins, system packages."""
+    return run_program(catalogue_config({**stack_config("local"), **local_overrides()}), stack="local")
+
+
 VARIANTS = {
+    "catalogue": _catalogue,
     "dev": lambda: run_stack("dev"),
     "prod": lambda: run_stack("prod"),
     "scale": lambda: run_stack("scale"),

@@ -21,7 +21,7 @@ def test_dev_stack_graph() -> None:
     run = run_stack("dev")
     assert run.summary() and set(run.summary()) == SINGLE_SERVER | NEW_FOR_EVERY_STACK
     droplet = run.named("server-droplet").inputs
-    assert droplet["image"] == "debian-12-x64" and droplet["size"] == "s-1vcpu-2gb" and droplet["region"] == "nyc3"
+    assert droplet["image"] == "debian-13-x64" and droplet["size"] == "s-1vcpu-2gb" and droplet["region"] == "nyc3"
     # every address the user sees is the reserved IP
     assert run.outputs["ip"] == "198.51.100.7"
     assert run.outputs["url"] == "http://198.51.100.7"

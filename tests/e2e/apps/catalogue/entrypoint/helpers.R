@@ -1,0 +1,1 @@
+shout <- function(text) paste0(toupper(text), "!")

@@ -1,0 +1,2 @@
+#' The installed version of phversion, as a string.
+which_version <- function() as.character(utils::packageVersion("phversion"))
