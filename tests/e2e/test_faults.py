@@ -93,14 +93,19 @@ def wait_pending(state: Path, name: str, until: float, alive: Callable[[], bool]
     raise AssertionError(f"no step of {name} started")
 
 
-def killed_up(deployer: Deployer, cfg: dict[str, Any], name: str, delay: float, work: Path) -> str:
-    """`pulumi up` in its own process group, killed `delay` s after `name`'s step started."""
+def start_up(deployer: Deployer, cfg: dict[str, Any], work: Path) -> subprocess.Popen[str]:
+    """`pulumi up` (the test engine's CLI) in its own process group, so a fault can kill it whole."""
     cfg_file = work / "config.json"
     cfg_file.write_text(json.dumps(cfg))
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "tests.engine", "up", str(deployer.state), str(cfg_file), "local"],
         cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+
+
+def killed_up(deployer: Deployer, cfg: dict[str, Any], name: str, delay: float, work: Path) -> str:
+    """`pulumi up` in its own process group, killed `delay` s after `name`'s step started."""
+    proc = start_up(deployer, cfg, work)
     try:
         wait_pending(deployer.state, name, time.monotonic() + 240, lambda: proc.poll() is None)
         time.sleep(delay)
@@ -132,12 +137,7 @@ def report(fault: str, load: SteadyLoad, seconds: float, detail: str) -> None:
 def killed_up_after(deployer: Deployer, cfg: dict[str, Any], name: str, lab: Lab, host_name: str, wait_on_host: str,
                     work: Path) -> tuple[str, str]:
     """`pulumi up` killed once `name`'s step runs and `wait_on_host` (a shell loop) returned on the host."""
-    cfg_file = work / "config.json"
-    cfg_file.write_text(json.dumps(cfg))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.engine", "up", str(deployer.state), str(cfg_file), "local"],
-        cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+    proc = start_up(deployer, cfg, work)
     try:
         wait_pending(deployer.state, name, time.monotonic() + 240, lambda: proc.poll() is None,
                      lambda: (proc.stdout.read() if proc.stdout else "")[-3000:])

@@ -80,6 +80,15 @@ def _http_probe(net: RunnerNetwork, address: str) -> str:
     return res.stdout.strip() or res.stderr.strip()
 
 
+def _assert_ssh_closed_http_open(net: RunnerNetwork, lab: Lab, host_name: str, address: str, when: str) -> None:
+    """From the runner's address (outside admin_cidrs): SSH dropped by the host's firewall, HTTP served."""
+    code, err = _ssh_probe(net, lab, host_name)
+    http = _http_probe(net, address)
+    print(f"{when}: ssh from runner exit {code} ({err}); http from runner {http}")
+    assert code == 255 and "timed out" in err
+    assert http == "200"
+
+
 def _ufw_added(lab: Lab, host_name: str) -> list[str]:
     out = lab.ssh(host_name, "ufw show added", check=True).stdout.decode()
     return [line for line in out.splitlines() if line.startswith("ufw ")]
@@ -98,11 +107,7 @@ def test_deploy_vpn_lets_the_pipeline_through_and_closes_again(
     print(f"admin_cidrs {cidrs}; runner {RUNNER_ADDRESS}; VPN gateway {GATEWAY_OFFICE}; ufw: {rules}")
 
     # before: the runner's SSH is dropped, its HTTP is not (so the path works; ufw is what stops SSH)
-    code, err = _ssh_probe(net, lab, host_name)
-    http = _http_probe(net, address)
-    print(f"before: ssh from runner exit {code} ({err}); http from runner {http}")
-    assert code == 255 and "timed out" in err
-    assert http == "200"
+    _assert_ssh_closed_http_open(net, lab, host_name, address, "before")
 
     env = {"RUNNER_TEMP": str(tmp_path), "WG_CONFIG": net.wg_config()}
     vpn = net.in_runner(["bash", str(VPN_SCRIPT), "up"], env=env, timeout=60)
@@ -139,11 +144,7 @@ def test_deploy_vpn_lets_the_pipeline_through_and_closes_again(
     print(f"deploy-vpn.sh down: {vpn.stdout.strip()}; processes left in the runner's namespace: {net.runner_pids()}")
 
     # after: closed again; HTTP still served; the host's firewall never changed
-    code, err = _ssh_probe(net, lab, host_name)
-    http = _http_probe(net, address)
-    print(f"after: ssh from runner exit {code} ({err}); http from runner {http}")
-    assert code == 255 and "timed out" in err
-    assert http == "200"
+    _assert_ssh_closed_http_open(net, lab, host_name, address, "after")
     assert _ufw_added(lab, host_name) == rules
     assert curl("-sf", f"http://{address}/hello/health").returncode == 0
 
