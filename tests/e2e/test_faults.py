@@ -29,7 +29,7 @@ import pytest
 
 from tests.e2e.conftest import Deployer, get_json, status
 from tests.e2e.load import SteadyLoad
-from tests.engine import COMMAND, Engine
+from tests.engine import COMMAND, COPY, Engine
 from tests.lab.fixtures import testinfra_host as fresh_host
 from tests.lab.lab import Lab
 
@@ -285,7 +285,9 @@ main=$(pgrep -o -x sshd)
 for p in $(pgrep -f '^bash -c # [p]lumber-hosting: '); do
   pp=$(ps -o ppid= -p "$p" | tr -d ' ')
   while [ -n "$pp" ] && [ "$pp" != 1 ] && [ "$pp" != "$main" ]; do
-    if [ "$(ps -o comm= -p "$pp")" = sshd ]; then kill -9 "$pp" && echo "$pp"; fi
+    case "$(ps -o comm= -p "$pp")" in  # OpenSSH >= 9.8 (Debian 13): a connection is an sshd-session
+      sshd | sshd-session) kill -9 "$pp" && echo "$pp" ;;
+    esac
     pp=$(ps -o ppid= -p "$pp" | tr -d ' ')
   done
 done
@@ -359,7 +361,9 @@ def test_key_rotation_updates_every_command_in_place(deployer: Deployer, config:
     assert plan.changes() == {n: "update" for n in commands}
     with SteadyLoad(address, f"/{APP}/version", rate=20, max_seconds=240) as load:
         result = deployer.up(cfg)
-    assert sorted(result.ops("update")) == sorted(commands) and "rotation-join" in commands
+    # every command, and each upload (its connection changed: an update that copies nothing, copyController.go)
+    uploads = {r.name for r in plan.program.resources if r.type == COPY}
+    assert sorted(result.ops("update")) == sorted(commands | uploads) and "rotation-join" in commands
     print(f"key rotation: {len(commands)} commands updated in place, {load.result.failed} of "
           f"{load.result.total} requests failed")
     assert load.result.failed == 0, dict(load.result.statuses)

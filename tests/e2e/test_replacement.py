@@ -98,7 +98,10 @@ def test_replaced_droplet_gets_everything_back(deployer: Deployer, droplet_stack
     started = time.monotonic()
     result = deployer.up(cfg)
     seconds = time.monotonic() - started
-    assert result.ops("replace-create") == ["server-droplet"] and result.ops("replace-delete") == ["server-droplet"]
+    # the droplet, and each upload: the droplet's id is in its triggers (a new server gets its own copy)
+    replaced = ["server-droplet", *sorted(f"{a}-upload" for a in ("hello", "hashing"))]
+    assert sorted(result.ops("replace-create")) == sorted(replaced), result.ops("replace-create")
+    assert sorted(result.ops("replace-delete")) == sorted(replaced), result.ops("replace-delete")
     assert set(result.ops("update")) >= commands  # every command carried out again on the new host
     assert not [s for s in result.steps if s.type == COMMAND and "delete" in s.op]  # no delete script ran
     assert serves(address)
