@@ -294,5 +294,7 @@ def test_destroy_removes_everything_it_deployed(deployer: Deployer, address: str
     ]
     assert host.check_output("systemctl list-units --all --plain --no-legend 'plumber-*@*' | wc -l") == "0"
     assert not host.file("/etc/nginx/sites-enabled/plumber-hosting").exists
-    assert host.service("nginx").is_running
+    nginx = host.run("systemctl status --no-pager -n 40 nginx; ps -eo pid,ppid,lstart,args | grep '[n]ginx'; "
+                     "cat /run/nginx.pid; tail -n 20 /var/log/nginx/error.log")
+    assert host.service("nginx").is_running, nginx.stdout + nginx.stderr
     assert status(f"http://{address}/hello/health") != 200
