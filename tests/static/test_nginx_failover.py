@@ -38,7 +38,7 @@ SLOW_S = 1.5  # longer than a second: nginx's clock, and fail_timeout, count who
 
 
 class Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         if self.path.startswith("/slow"):
             time.sleep(SLOW_S)
         body = f"{self.server.server_address[1]}\n".encode()
