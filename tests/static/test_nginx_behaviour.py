@@ -9,6 +9,7 @@ a refusal. nginx listens on a free 127.0.0.1 port and is stopped by its PID.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import http.client
 import socket
@@ -16,6 +17,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -69,7 +71,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     assert "    listen 80 default_server;\n" in text
     site.write_text(text.replace("    listen 80 default_server;\n", f"    listen 127.0.0.1:{port} default_server;\n"))
     conf.write_text("daemon off;\nuser root;\n" + conf.read_text())
-    proc = subprocess.Popen([nginx, "-p", str(tmp), "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    with run_nginx(nginx, tmp, conf, port):
+        yield Served(port)
+
+
+@contextlib.contextmanager
+def run_nginx(nginx: str, prefix: Path, conf: Path, port: int) -> Iterator[None]:
+    """nginx in the foreground with `conf`, until it answers on `port`; stopped by its PID."""
+    proc = subprocess.Popen([nginx, "-p", str(prefix), "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 10
         while True:
@@ -79,9 +88,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     out = proc.stdout.read().decode() if proc.stdout else ""
-                    pytest.fail(f"nginx did not start: {out}{(tmp / 'error.log').read_text()}")
+                    log = prefix / "error.log"
+                    pytest.fail(f"nginx did not start: {out}{log.read_text() if log.exists() else ''}")
                 time.sleep(0.05)
-        yield Served(port)
+        yield
     finally:
         proc.terminate()
         proc.wait(timeout=10)

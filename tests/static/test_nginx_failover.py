@@ -15,8 +15,6 @@ from __future__ import annotations
 import copy
 import http.client
 import re
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +26,7 @@ import pytest
 
 from tests.program import run_program, stack_config
 from tests.static.rendered import landed
-from tests.static.test_nginx_behaviour import _free_port
+from tests.static.test_nginx_behaviour import _free_port, run_nginx
 from tests.static.test_rendered_files import _need as need
 from tests.static.test_rendered_files import _nginx_prefix as nginx_prefix
 
@@ -108,22 +106,10 @@ def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Front, Wor
     # one nginx worker process: the upstream's failure accounting is per process (no zone)
     conf.write_text("daemon off;\nuser root;\n" + re.sub(r"worker_processes [^;]+;", "worker_processes 1;", conf.read_text()))
     a, b = Worker(free[0]), Worker(free[1])
-    proc = subprocess.Popen([nginx, "-p", str(tmp), "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    out = proc.stdout.read().decode() if proc.stdout else ""
-                    pytest.fail(f"nginx did not start: {out}")
-                time.sleep(0.05)
-        yield Front(port, "/duo"), a, b
+        with run_nginx(nginx, tmp, conf, port):
+            yield Front(port, "/duo"), a, b
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
         a.down()
         b.down()
 
