@@ -4,6 +4,9 @@ one message naming the offending key path and what was expected."""
 from __future__ import annotations
 
 import copy
+import subprocess
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -51,6 +54,37 @@ def with_(base: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
 
 H, D = existing_host, droplet
 APP2 = {"name": "other", "source": "examples/hello"}
+
+# Bad key material, made once: files the catalogue points ssh_private_key_file at.
+_KEYS = Path(tempfile.mkdtemp(prefix="plumber-hosting-bad-keys-"))
+_GOOD_KEY = TEST_KEY.read_text()
+_PUB = TEST_KEY.with_name(TEST_KEY.name + ".pub").read_text().strip()
+_KEY_LINES = _GOOD_KEY.splitlines()
+
+
+def _key_file(name: str, content: str | bytes) -> str:
+    path = _KEYS / name
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return str(path)
+
+
+def _encrypted_key() -> str:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "a passphrase", "-f", str(_KEYS / "encrypted")], check=True)
+    return str(_KEYS / "encrypted")
+
+
+def _broken_renv_app() -> str:
+    app = _KEYS / "renv-app"
+    app.mkdir()
+    (app / "plumber.R").write_text("#* @get /\nfunction() 1\n")
+    (app / "renv.lock").write_text('{"R": {"Version": "4.4.2"},\n "Packages": {\n')  # cut short
+    return str(app)
+
+
+TRUNCATED_KEY = "\n".join(_KEY_LINES[:2] + _KEY_LINES[-1:]) + "\n"  # the middle of the paste lost
+PUB_TYPE, PUB_DATA = _PUB.split()[:2]
+CA = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUX0bQ==\n-----END CERTIFICATE-----\n"  # cut short
+HTTPS = {"email": "ops@example.com", "accept_tos": True}
 
 # (case id, config, key path the message must name, words the message must hold)
 BAD: list[tuple[str, dict[str, Any], str, str]] = [
@@ -123,6 +157,49 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("negative burst", with_(H(), "apps[0].rate_limit", {"rate": "5r/s", "burst": -1}), "apps[0].rate_limit.burst",
      "greater than or equal to 0"),
     ("bad allow_cidrs", with_(H(), "apps[0].allow_cidrs", ["10.1.2.3/8"]), "apps[0].allow_cidrs", "not a CIDR"),
+    # Everything the program decodes or parses (issue 23 point 13): a config error naming the key,
+    # never a traceback from the code that uses the value later.
+    ("public key: broken base64 (a truncated paste)", with_(D(), "ssh_public_key", f"{PUB_TYPE} {PUB_DATA[:-1]} me"),
+     "ssh_public_key", "base64 is damaged"),
+    ("public key: cut short at a base64 boundary", with_(D(), "ssh_public_key", f"{PUB_TYPE} {PUB_DATA[:-8]} me"),
+     "ssh_public_key", "not a whole ssh-ed25519 key"),
+    ("public key: type and data disagree", with_(D(), "ssh_public_key", f"ssh-rsa {PUB_DATA} me"),
+     "ssh_public_key", "not a whole ssh-rsa key"),
+    ("public key: prefix alone", with_(D(), "ssh_public_key", "ssh-ed25519"), "ssh_public_key", "OpenSSH public key line"),
+    ("public key: two lines", with_(D(), "ssh_public_key", f"{_PUB}\n{_PUB}"), "ssh_public_key", "one OpenSSH public key line"),
+    ("private key file is a directory", with_(H(), "ssh_private_key_file", str(_KEYS)), "ssh_private_key_file", "is a directory"),
+    ("private key file is the .pub", with_(H(), "ssh_private_key_file", str(TEST_KEY) + ".pub"), "ssh_private_key_file",
+     "is a public key; expected the private key"),
+    ("private key file is empty", with_(H(), "ssh_private_key_file", _key_file("empty", "")), "ssh_private_key_file", "is empty"),
+    ("private key file is binary", with_(H(), "ssh_private_key_file", _key_file("binary", b"\xff\xfe\x00key")),
+     "ssh_private_key_file", "not a text file"),
+    ("private key file is no key", with_(H(), "ssh_private_key_file", _key_file("notes", "my key is elsewhere\n")),
+     "ssh_private_key_file", "not an OpenSSH/PEM private key"),
+    ("private key file is truncated", with_(H(), "ssh_private_key_file", _key_file("truncated", TRUNCATED_KEY)),
+     "ssh_private_key_file", "damaged"),
+    ("private key file is huge", with_(H(), "ssh_private_key_file", _key_file("huge", "x" * 100_000)),
+     "ssh_private_key_file", "not a private key"),
+    ("private key file is a PuTTY key", with_(H(), "ssh_private_key_file", _key_file("k.ppk", "PuTTY-User-Key-File-3: ssh-ed25519\n")),
+     "ssh_private_key_file", "puttygen"),
+    ("private key has a passphrase", with_(H(), "ssh_private_key_file", _encrypted_key()), "ssh_private_key_file", "passphrase"),
+    ("private key secret truncated", with_(with_(H(), "ssh_private_key_file", ...), "ssh_private_key", TRUNCATED_KEY),
+     "ssh_private_key", "damaged"),
+    ("private key secret is the public key", with_(with_(H(), "ssh_private_key_file", ...), "ssh_private_key", _PUB),
+     "ssh_private_key", "is a public key"),
+    ("private key secret ends mismatched", with_(with_(H(), "ssh_private_key_file", ...), "ssh_private_key",
+                                                 _GOOD_KEY.replace("END OPENSSH", "END RSA")), "ssh_private_key", "damaged"),
+    ("acme_ca_cert cut short", with_(with_(D(), "domain", "example.com"), "https", {**HTTPS, "acme_ca_cert": CA}),
+     "https.acme_ca_cert", "damaged"),
+    ("acme_ca_cert is a key", with_(with_(D(), "domain", "example.com"), "https", {**HTTPS, "acme_ca_cert": _GOOD_KEY}),
+     "https.acme_ca_cert", "expected a PEM certificate"),
+    ("apps is broken JSON", with_(H(), "apps", '[{"name": "hello",]'), "apps", "not valid JSON"),
+    ("replicas not a number", with_(D(), "replicas", "two"), "replicas", "valid integer"),
+    ("memory_max of zero", with_(H(), "apps[0].memory_max", "0M"), "apps[0].memory_max", "at least 64M"),
+    ("memory_max too small for R", with_(H(), "apps[0].memory_max", "4096K"), "apps[0].memory_max", "at least 64M"),
+    ("max_body of zero", with_(H(), "apps[0].max_body", "0M"), "apps[0].max_body", "turns nginx's limit off"),
+    ("max_body of absurd size", with_(H(), "apps[0].max_body", "99999999G"), "apps[0].max_body", "at most"),
+    ("timeout not a number", with_(H(), "apps[0].timeout", "60s"), "apps[0].timeout", "valid integer"),
+    ("broken renv.lock", with_(H(), "apps[0].source", _broken_renv_app()), "apps[0].source", "renv.lock is not valid JSON"),
 ]
 
 
