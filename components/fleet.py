@@ -28,22 +28,26 @@ from components.config import StackSpec
 from components.loadbalancer import LoadBalancer
 from components.network import Network
 from components.provision import Provision, ProvisionArgs
+from components.remote_script import on_droplet, script_command
 from components.rotation import Rotation, RotationArgs
 from components.server import Server, ServerArgs
 from components.site import Site, SiteArgs, base_url
 
 
-def runs_on(identity: pulumi.Input[str] | None) -> list[pulumi.ResourceTransformation]:
+def runs_on(
+    identity: pulumi.Input[str] | None, droplet_id: pulumi.Input[str] | None = None
+) -> list[pulumi.ResourceTransformation]:
     """Makes the server's identity part of every remote command declared under a component.
 
-    A droplet replaced behind its reserved IP keeps the address the commands
-    connect to, so without this their inputs would not change and Pulumi would
-    run none of them on the new, blank droplet. With the droplet's id in the
-    command text, a new droplet changes every command's ``create``/``update``:
-    pulumi-command then runs ``update`` on the new server in place
-    (provider/pkg/provider/remote/commandController.go, v1.2.1: only a
-    ``triggers`` change replaces, and a replacement would run the old resource's
-    ``delete`` over the same address, i.e. on the new server, after the create).
+    A droplet replaced in place of another (a new id) must get every command again:
+    with the droplet's id in the command text, a new droplet changes every command's
+    ``create``/``update``, and pulumi-command then runs ``update`` on the new server
+    in place (provider/pkg/provider/remote/commandController.go, v1.2.1 ``Update``:
+    only a ``triggers`` change replaces, and a replacement would run the old
+    resource's ``delete`` over the connection, i.e. on the new server, after the create).
+    The commands reach a droplet at its own address (components/server.py), and
+    ``droplet_id`` goes into the script's environment too: the preamble refuses to
+    run on any other droplet (components/remote_script.py ``on_droplet``).
     A CopyToRemote has no script to carry it: its ``triggers`` get the identity,
     so a new droplet gets the files again (its delete removes nothing).
     """
@@ -55,7 +59,9 @@ def runs_on(identity: pulumi.Input[str] | None) -> list[pulumi.ResourceTransform
         if args.type_ == "command:remote:Command":
             for op in ("create", "update"):
                 if props.get(op) is not None:
-                    props[op] = pulumi.Output.concat("# plumber-hosting: on ", identity, "\n", props[op])
+                    props[op] = pulumi.Output.all(props[op], identity, droplet_id).apply(
+                        lambda v: on_droplet(v[0], v[1], v[2])
+                    )
         elif args.type_ == "command:remote:CopyToRemote":
             props["triggers"] = pulumi.Output.all(props.get("triggers") or [], identity).apply(
                 lambda v: [*v[0], v[1]]
@@ -109,18 +115,25 @@ def build_replicas(
                 after=[previous.rotation.command] if previous is not None and previous.rotation else None,
             ),
         )
-        on_server = runs_on(server.identity)
+        droplet_id = server.droplet.id if server.droplet is not None else None
+        on_server = runs_on(server.identity, droplet_id)
         provision = Provision(
             replica_name("provision", i),
             ProvisionArgs(spec=spec, connection=server.connection, sudo=server.sudo),
-            opts=pulumi.ResourceOptions(depends_on=[server], transformations=on_server),
+            # Not depends_on=[server]: that waits for every child of it, the reserved IP's
+            # assignment too, which itself waits for this replica to serve.
+            opts=pulumi.ResourceOptions(depends_on=server.ready or [server], transformations=on_server),
         )
         # The URL users reach: the load balancer's, else this server's.
         address = front.ip if front is not None else server.address
         url = address.apply(lambda a: base_url(spec, a))
         site = Site(
             replica_name("site", i),
-            SiteArgs(spec=spec, connection=server.connection, url=url, sudo=server.sudo),
+            SiteArgs(
+                spec=spec, connection=server.connection, url=url, sudo=server.sudo,
+                # behind the reserved IP, which moves to this droplet only once it serves
+                defer_certificate=server.reserved_ip is not None,
+            ),
             opts=pulumi.ResourceOptions(depends_on=[provision], transformations=on_server),
         )
         replica = Replica(index=i, server=server, provision=provision, site=site, url=url)
@@ -139,12 +152,30 @@ def build_replicas(
         # The rotation also names the droplet's size: after a resize (in place, a power cycle)
         # it runs again and so waits until the server serves again before the next one changes.
         resized = (
-            runs_on(pulumi.Output.concat(server.identity, ", size ", spec.size)) if server.identity is not None else []
+            runs_on(pulumi.Output.concat(server.identity, ", size ", spec.size), droplet_id)
+            if server.identity is not None
+            else []
         )
         replica.rotation = Rotation(
             replica_name("rotation", i),
             RotationArgs(spec=spec, connection=server.connection, sudo=server.sudo),
             opts=pulumi.ResourceOptions(depends_on=[site, *replica.apps.values()], transformations=resized),
         )
+        # Reserved-IP mode: the IP moves to a (new) droplet only once it serves: provisioned, its
+        # apps deployed and health-checked by the rotation (components/server.py).
+        assignment = server.serve_at_reserved_ip([replica.rotation.command])
+        if assignment is not None and spec.host_tls:
+            # Its certificate: HTTP-01 reaches this droplet only through the address (DNS names the
+            # reserved IP), so a droplet without one yet serves plain HTTP until here.
+            # Every later run is certbot's --keep-until-expiring no-op.
+            script_command(
+                f"{replica_name('site', i)}-certificate",
+                connection=server.connection,
+                script=site.certificate_script,
+                sudo=server.sudo,
+                opts=pulumi.ResourceOptions(
+                    parent=server, depends_on=[site.command, assignment], transformations=on_server
+                ),
+            )
         replicas.append(replica)
     return replicas

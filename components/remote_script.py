@@ -5,7 +5,21 @@ from __future__ import annotations
 import pulumi
 from pulumi_command import remote
 
-from components.render import remote_script, sha
+from components.render import DROPLET_ENV, remote_script, sha
+
+
+def on_droplet(text: str, identity: str, droplet_id: str | None) -> str:
+    """A command's text for one droplet: its identity as the first line, and its id for the preamble.
+
+    The first line (``# plumber-hosting: on droplet N``) makes the text change with the droplet
+    (components/fleet.py ``runs_on``). A script made by ``remote_script`` also gets
+    ``PLUMBER_HOSTING_DROPLET=N`` in front of its ``bash``: the preamble
+    (templates/scripts/lib.sh.j2) compares it with the droplet's metadata id and refuses to
+    run on any other droplet. Existing-host mode has no droplet and so no check.
+    """
+    if droplet_id is not None and text.startswith("bash -c "):
+        text = f"{DROPLET_ENV}={int(droplet_id)} {text}"
+    return f"# plumber-hosting: on {identity}\n{text}"
 
 
 def child_options(parent: pulumi.Resource, opts: pulumi.ResourceOptions | None) -> pulumi.ResourceOptions:

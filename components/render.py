@@ -46,6 +46,11 @@ _env.filters["delimiter"] = _delimiter
 _env.filters["sha"] = sha
 
 
+# The droplet a script is for (components/remote_script.py on_droplet): the preamble
+# (templates/scripts/lib.sh.j2) refuses to run on any other.
+DROPLET_ENV = "PLUMBER_HOSTING_DROPLET"
+
+
 def render(template: str, **context: Any) -> str:
     """Render one template; missing variables are errors, not blanks."""
     return _env.get_template(template).render(**context)

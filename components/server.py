@@ -19,6 +19,7 @@ from pulumi_command import remote
 from components.account import ssh_key_on_account
 from components.config import StackSpec
 from components.loadbalancer import LoadBalancer, outbound_rules
+from components.remote_script import on_droplet
 from components.render import remote_script, render
 
 TYPE = "plumber-hosting:index:Server"
@@ -75,15 +76,23 @@ class Server(pulumi.ComponentResource):
         protected = pulumi.ResourceOptions(parent=self, protect=spec.protect)
         self.droplet = None
         self.identity = None
+        self._name = name
+        self.reserved_ip: do.ReservedIp | None = None
+        self.assignment: do.ReservedIpAssignment | None = None
         self.ipv6_address = None
         self.ssh_keys = []
         self.key_resources = []
         self.project_urns = []
+        # What the server's commands wait for: everything here but the reserved IP's assignment,
+        # which waits for them (depends_on=[server] would mean every child: a cycle).
+        self.ready: list[pulumi.Resource] = []
 
+        host: pulumi.Output[str]  # where the commands connect
         if spec.existing_host:
-            host = spec.existing_hosts[args.replica - 1]
-            self.address = pulumi.Output.from_input(host.address)
-            user, port = host.user, host.port
+            existing = spec.existing_hosts[args.replica - 1]
+            self.address = pulumi.Output.from_input(existing.address)
+            host = self.address
+            user, port = existing.user, existing.port
             mode = "existing"
         elif args.front is not None:
             user, port, mode = "root", 22, "droplet"
@@ -91,6 +100,7 @@ class Server(pulumi.ComponentResource):
             assert self.droplet is not None
             # Usable once the load balancer's firewall guards it.
             self.address = pulumi.Output.all(self.droplet.ipv4_address, args.front.firewall.id).apply(lambda v: v[0])
+            host = self.address
         else:
             user, port, mode = "root", 22, "droplet"
             droplet_name = droplet_base_name(spec, args.stack)
@@ -109,25 +119,29 @@ class Server(pulumi.ComponentResource):
                 outbound_rules=outbound_rules(),
                 opts=child,
             )
+            # The commands reach the droplet at its own address, never through the reserved IP:
+            # a new droplet (a replacement) is built while the reserved IP still points at the
+            # old one, which keeps serving; the IP moves only once the new one serves
+            # (serve_at_reserved_ip, called by components/fleet.py after the rotation).
+            # An upgrade from a version that connected through the reserved IP changes every
+            # command's connection.host, so each runs once more (README, "Changes that replace
+            # a server"): the scripts are idempotent, and the same upgrade changes their text anyway.
+            host = pulumi.Output.all(self.droplet.ipv4_address, firewall.id).apply(lambda v: v[0])
+            self.ready.append(firewall)
             if spec.reserved_ip:
-                rip = do.ReservedIp(f"{name}-ip", region=spec.region, opts=protected)
-                assignment = do.ReservedIpAssignment(
-                    f"{name}-ip-assignment",
-                    ip_address=rip.ip_address,
-                    droplet_id=self.droplet.id.apply(int),
-                    opts=child,
-                )
+                self.reserved_ip = do.ReservedIp(f"{name}-ip", region=spec.region, opts=protected)
                 # Not in the project: the provider sends do:reservedip:<ip> but the API lists
                 # do:floatingip:<ip>, a diff on every run that fails with 412 when applied
                 # (digitalocean/project/resource_project.go; provider issues #1264, #1031).
-                # The address is usable once it is assigned and the firewall is up.
-                self.address = pulumi.Output.all(rip.ip_address, assignment.id, firewall.id).apply(lambda v: v[0])
+                # The public address: DNS, URLs and outputs name it, whichever droplet holds it.
+                self.address = self.reserved_ip.ip_address
+                self.ready.append(self.reserved_ip)
             else:
-                self.address = pulumi.Output.all(self.droplet.ipv4_address, firewall.id).apply(lambda v: v[0])
+                self.address = host
 
         self.sudo = user != "root"
         self.connection = remote.ConnectionArgs(
-            host=self.address,
+            host=host,
             user=user,
             port=port,
             private_key=args.private_key,
@@ -136,6 +150,8 @@ class Server(pulumi.ComponentResource):
         )
         if spec.ipv6 and self.droplet is not None and args.front is None:
             self.ipv6_address = self._answered_ipv6(name)
+        if self.droplet is not None:
+            self.ready[:0] = [*self.key_resources, self.droplet]
         self.ssh_command = self.address.apply(
             lambda a: f"ssh {'-p ' + str(port) + ' ' if port != 22 else ''}{user}@{a}"
         )
@@ -152,6 +168,33 @@ class Server(pulumi.ComponentResource):
             }
         )
 
+    def serve_at_reserved_ip(self, serving: list[pulumi.Resource]) -> do.ReservedIpAssignment | None:
+        """Points the reserved IP at this droplet once ``serving`` (its apps deployed, its health
+        checked: components/fleet.py passes the rotation) is done; None without a reserved IP.
+
+        A replaced droplet: the assignment's ``droplet_id`` is ForceNew
+        (digitalocean/reservedip/resource_reserved_ip_assignment.go, schema), and no
+        DeleteBeforeReplace is set for it (pulumi-digitalocean provider/resources.go), so Pulumi
+        creates the new assignment first: the create assigns the IP to the new droplet and waits
+        for the action (``resourceDigitalOceanReservedIPAssignmentCreate``), and the old
+        assignment's delete, in the delete phase, unassigns only if the IP is still on the old
+        droplet (``resourceDigitalOceanReservedIPAssignmentDelete``: here it is not). A failed
+        build stops the run before this step, so the IP stays on the old droplet, which keeps
+        serving; the engine deletes nothing after a failure, and the old droplet is deleted only
+        in the delete phase of the `up` that completes the replacement.
+        Same name and parent as before it moved here: an upgrade keeps the resource (no diff).
+        """
+        if self.reserved_ip is None:
+            return None
+        assert self.droplet is not None
+        self.assignment = do.ReservedIpAssignment(
+            f"{self._name}-ip-assignment",
+            ip_address=self.reserved_ip.ip_address,
+            droplet_id=self.droplet.id.apply(int),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=serving),
+        )
+        return self.assignment
+
     def _droplet(self, name: str, args: ServerArgs, child: pulumi.ResourceOptions, droplet_name: str) -> None:
         spec = args.spec
         key_resources: list[pulumi.Resource] = []
@@ -162,6 +205,8 @@ class Server(pulumi.ComponentResource):
             self.ssh_keys = list(spec.ssh_key_ids)
             if spec.ssh_public_key is not None:
                 key_name = f"{droplet_base_name(spec, args.stack)}-deploy"
+                # Recognised by the id the stack's last `up` recorded (components/account.py), not by
+                # its name: a droplet_name change renames the key in place instead of deleting it.
                 on_account = ssh_key_on_account(spec.ssh_public_key, key_name)
                 if on_account.upload:
                     key_resources.append(
@@ -211,11 +256,11 @@ class Server(pulumi.ComponentResource):
         and no AAAA record points at an address that does not answer.
         """
         assert self.droplet is not None and self.identity is not None
-        script = pulumi.Output.concat(
-            "# plumber-hosting: on ", self.identity, "\n",  # as every command (components/fleet.py runs_on)
-            self.droplet.ipv6_address.apply(
-                lambda a: remote_script(render("scripts/check-ipv6.sh.j2", address=a, timeout=IPV6_TIMEOUT))
-            ),
+        # As every command (components/fleet.py runs_on): the droplet's identity, checked by the preamble.
+        script = pulumi.Output.all(self.identity, self.droplet.id, self.droplet.ipv6_address).apply(
+            lambda v: on_droplet(
+                remote_script(render("scripts/check-ipv6.sh.j2", address=v[2], timeout=IPV6_TIMEOUT)), v[0], v[1]
+            )
         )
         check = remote.Command(
             f"{name}-ipv6",
@@ -226,5 +271,6 @@ class Server(pulumi.ComponentResource):
             logging=remote.Logging.STDERR,
             opts=pulumi.ResourceOptions(parent=self),
         )
+        self.ready.append(check)
         return check.stdout.apply(lambda out: (out or "").strip().splitlines()[-1] if (out or "").strip() else "")
 

@@ -32,12 +32,15 @@ def site_files(spec: StackSpec) -> dict[str, str]:
     }
 
 
-def site_script(spec: StackSpec, token: str) -> str:
+def site_script(spec: StackSpec, token: str, *, defer_certificate: bool = False) -> str:
+    """``defer_certificate``: a server without its certificate yet serves plain HTTP and leaves
+    certbot to a later run of the whole script (HTTP-01 reaches it only once its address does)."""
     https = spec.https if spec.host_tls else None  # certbot on the server itself
     return render(
         "scripts/site.sh.j2",
         token=token,
         https=https is not None,
+        defer_certificate=defer_certificate and https is not None,
         fqdn=spec.fqdn,
         email=https.email if https else None,
         acme_server=https.acme_server if https else None,
@@ -57,6 +60,9 @@ class SiteArgs:
     connection: remote.ConnectionArgs
     url: pulumi.Input[str]
     sudo: bool = False
+    # Behind a reserved IP that reaches this server only once it serves (components/server.py):
+    # the certificate comes after that (components/fleet.py, "<site>-certificate").
+    defer_certificate: bool = False
 
 
 class Site(pulumi.ComponentResource):
@@ -65,13 +71,16 @@ class Site(pulumi.ComponentResource):
     def __init__(self, name: str, args: SiteArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(TYPE, name, None, opts)
         token = owner_token(name, site_script(args.spec, ""))
-        script = site_script(args.spec, token)
+        # The whole script, certbot included: components/fleet.py runs it again once the reserved IP
+        # points at the server (defer_certificate).
+        self.certificate_script = site_script(args.spec, token)
         self.command = script_command(
             f"{name}-nginx",
             connection=args.connection,
-            script=script,
+            script=site_script(args.spec, token, defer_certificate=args.defer_certificate),
             delete_script=render("scripts/remove-site.sh.j2", token=token),
             sudo=args.sudo,
             opts=child_options(self, opts),
         )
         self.register_outputs({"domain": args.spec.fqdn, "https": args.spec.https is not None, "url": args.url})
+

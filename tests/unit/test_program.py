@@ -217,7 +217,10 @@ def test_droplet_inputs_never_depend_on_apps() -> None:
 def test_commands_run_in_dependency_order() -> None:
     run = run_stack("dev")
     urn = {r.name: r.urn for r in run.resources}
-    assert urn["server-ip-assignment"] in run.named("provision-server").dependencies
+    # the droplet's own address, before the reserved IP moves to it (issue 23, point 5)
+    assert urn["server-firewall"] in run.named("provision-server").dependencies
+    assert urn["server-ip-assignment"] not in run.named("provision-server").dependencies
+    assert urn["rotation-join"] in run.named("server-ip-assignment").dependencies
     assert urn["provision-server"] in run.named("site-nginx").dependencies
     for app in ("hello-deploy", "hashing-deploy"):
         assert urn["site-nginx"] in run.named(app).dependencies

@@ -60,7 +60,9 @@ def replica(base: str, i: int) -> str:
 
 def test_one_replica_keeps_the_single_server_names() -> None:
     r = run(1)
-    assert set(r.summary()) == SINGLE_SERVER | DNS | NEW_FOR_EVERY_STACK | MONITORING_N1
+    # https behind the reserved IP: the certificate once the IP points at the server (issue 23, point 5)
+    certificate = {(CMD, "site-certificate")}
+    assert set(r.summary()) == SINGLE_SERVER | DNS | NEW_FOR_EVERY_STACK | MONITORING_N1 | certificate
     assert not any("@" in name for _, name in r.summary())
     droplet = r.named("server-droplet").inputs
     assert droplet["name"] == "plumber-scale" and droplet["vpcUuid"]  # in the stack's VPC from the start
