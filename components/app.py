@@ -124,7 +124,7 @@ class PlumberApp(pulumi.ComponentResource):
         super().__init__(TYPE, name, None, opts)
         app = args.app
         source = resolve_path(args.base_dir, app.source)
-        bundle = make_bundle(source, args.base_dir)
+        bundle = make_bundle(source, args.base_dir, app.include)
         user = args.connection.user or "root"  # pulumi-command v1.2.1 default (remote/connection.go:57)
         if not isinstance(user, str):
             raise TypeError("PlumberApp: the connection's user must be known when the program runs")

@@ -23,6 +23,7 @@ import pulumi
 from pulumi.runtime import config as runtime_config
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from components.bundle import NEVER_PACKED, BundleError, select_files, selection_notes
 from components.droplet_rules import droplet_problems
 from components.packages import RENV_LOCK, DebPackage, RPackage, split_pin
 
@@ -460,6 +461,8 @@ class AppSpec(Strict):
     env: dict[str, str] = {}
     secret_env: dict[str, str] = {}
     health_path: str | None = None
+    # Files to pack besides what git tracks (data kept outside git), relative to `source`
+    include: list[str] = []
     # Releases and readiness
     keep_releases: int = Field(3, ge=1, le=20)
     start_timeout: int = Field(60, ge=5, le=900)
@@ -534,6 +537,20 @@ class AppSpec(Strict):
                 raise ValueError(f"{k!r} is set by plumber-hosting itself")
             if "\n" in val or "\x00" in val:
                 raise ValueError(f"the value of {k} has a newline or NUL byte")
+        return v
+
+    @field_validator("include")
+    @classmethod
+    def _include(cls, v: list[str]) -> list[str]:
+        for i, rel in enumerate(v):
+            parts = rel.replace("\\", "/").split("/")
+            if not rel or rel.startswith(("/", "~")) or ".." in parts:
+                raise ValueError(f"[{i}] {rel!r}: expected a path inside the app's directory, such as data/model.rds")
+            if never := [p for p in parts if p in NEVER_PACKED]:
+                raise ValueError(f"[{i}] {rel!r}: {never[0]} is never packed (secrets and editor state); "
+                                 "put its values in env or secret_env")
+        if len(set(v)) != len(v):
+            raise ValueError("a path is listed twice")
         return v
 
     @field_validator("health_path")
@@ -867,8 +884,10 @@ def _semantic_problems(spec: StackSpec, base_dir: Path, raw_keys: set[str]) -> l
             out.append((f"{key}.source", f"no such directory: {src}"))
         elif not any((src / e).is_file() for e in ENTRYPOINTS):
             out.append((f"{key}.source", f"{src} holds neither plumber.R nor entrypoint.R"))
-        elif problem := _renv_lock_problem(src):
-            out.append((f"{key}.source", problem))
+        else:
+            if problem := _renv_lock_problem(src):
+                out.append((f"{key}.source", problem))
+            out += _bundle_problems(key, src, app)
 
         clash = set(app.env) & set(app.secret_env)
         if clash:
@@ -898,6 +917,29 @@ def _semantic_problems(spec: StackSpec, base_dir: Path, raw_keys: set[str]) -> l
     if spec.forward_root is not None and spec.forward_root not in names:
         known = ", ".join(names) or "none"
         out.append(("forward_root", f"names no app {spec.forward_root!r}; apps are: {known}"))
+    return out
+
+
+def _bundle_problems(key: str, src: Path, app: AppSpec) -> list[tuple[str, str]]:
+    """`include` entries that are not there, and an app git would pack without its entrypoint."""
+    out: list[tuple[str, str]] = []
+    top = src.resolve()
+    usable: list[str] = []
+    for j, rel in enumerate(app.include):
+        path = src / rel
+        if not path.exists():
+            out.append((f"{key}.include[{j}]", f"no such file or directory in {src}: {rel}"))
+        elif not path.resolve().is_relative_to(top):
+            out.append((f"{key}.include[{j}]", f"{rel} leads outside {src} (a symlink?); expected a path inside it"))
+        else:
+            usable.append(rel)
+    try:
+        sel = select_files(src, usable)
+    except BundleError as err:
+        return [*out, (f"{key}.source", str(err))]
+    if sel.in_git and not any(e in sel.names for e in ENTRYPOINTS):
+        out.append((f"{key}.source", f"git tracks neither plumber.R nor entrypoint.R in {src}, and only the files "
+                                     "git tracks are packed; git add it"))
     return out
 
 
@@ -1015,6 +1057,12 @@ def _format(problems: list[tuple[str, str]]) -> str:
 
 def load_spec(base_dir: Path) -> StackSpec:
     spec = validate(raw_config(), base_dir)
+    if pulumi.runtime.is_dry_run():  # the preview names what each bundle leaves out
+        for i, app in enumerate(spec.apps):
+            src = resolve_path(base_dir, app.source)
+            sel = select_files(src, app.include)
+            for level, message in selection_notes(f"{NAMESPACE}:apps[{i}] ({app.name})", src, sel):
+                (pulumi.log.warn if level == "warn" else pulumi.log.info)(message)
     if spec.ssh_open_to_world:
         pulumi.log.warn(
             f"{NAMESPACE}:admin_cidrs allows SSH from anywhere; set it to your office/VPN CIDRs"
