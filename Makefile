@@ -2,27 +2,41 @@
 # Run as root on Debian 12 (the lab needs network namespaces and systemd-nspawn).
 
 SHELL := /bin/bash
-PYTHON ?= python3
+# Every target runs the project's own virtualenv: `make deps` makes it (python3 -m venv, without the
+# system's site packages, so nothing installed system-wide changes a result) and pip-installs the
+# requirement files into it, never into the system Python. VENV=<dir> puts it elsewhere (.ci/run:
+# a fresh one); PYTHON=<a virtualenv's python> runs every target with that one instead.
+VENV ?= .venv
+PYTHON ?= $(VENV)/bin/python
 PYTEST := $(PYTHON) -m pytest
 APT_PACKAGES := $(shell cat tests/lab/apt-packages.txt 2>/dev/null) \
-	nginx libnginx-mod-http-js shellcheck r-base-core r-cran-plumber r-cran-digest curl openssl wrk make \
+	python3-venv nginx libnginx-mod-http-js shellcheck r-base-core r-cran-plumber r-cran-digest curl openssl wrk make \
 	nmap testssl.sh chromium \
 	golang-go golang-golang-x-crypto-dev golang-github-pkg-sftp-dev
 
-.PHONY: unit-loop bench security-report bench-release bench-transport test deps lint test-unit test-static test-e2e lab lab-down lab-status clean
+.PHONY: unit-loop bench security-report bench-release bench-transport test deps apt venv lint test-unit test-static test-e2e lab lab-down lab-status clean
 
 ## test: every tier (lint, unit, static, end-to-end): what the README and .ci/run run
 test: deps lint test-unit test-static test-e2e
 
-## deps: install what the tests need (apt, incl. Go for tests/sshrun, and pip: the program, the tests,
-## the policy pack); quick when already there
-deps:
+## deps: install what the tests need (apt, incl. Go for tests/sshrun; and into the virtualenv with pip:
+## the program, the tests, the policy pack); quick when already there
+deps: apt venv
+	@$(PYTHON) -m pip install -q -r requirements-dev.txt -r policy/requirements.txt
+
+apt:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "apt: installing $$missing"; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
-	@$(PYTHON) -m pip install -q -r requirements-dev.txt -r policy/requirements.txt
+
+## venv: make $(VENV) if missing; refuse a PYTHON that is not a virtualenv of its own
+venv:
+	@if [ "$(PYTHON)" = "$(VENV)/bin/python" ] && [ ! -x "$(PYTHON)" ]; then python3 -m venv "$(VENV)"; fi
+	@$(PYTHON) -c 'import sys, pathlib; cfg = pathlib.Path(sys.prefix, "pyvenv.cfg"); \
+		sys.exit(sys.prefix == sys.base_prefix or "include-system-site-packages = true" in cfg.read_text())' || \
+		{ echo "make: $(PYTHON) is not a virtualenv of its own (one without system site packages); pip installs nothing into the system Python. Run make without PYTHON= to use $(VENV)." >&2; exit 1; }
 
 lint:
 	$(PYTHON) -m ruff check .

@@ -199,6 +199,10 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("max_body of zero", with_(H(), "apps[0].max_body", "0M"), "apps[0].max_body", "turns nginx's limit off"),
     ("max_body of absurd size", with_(H(), "apps[0].max_body", "99999999G"), "apps[0].max_body", "at most"),
     ("timeout not a number", with_(H(), "apps[0].timeout", "60s"), "apps[0].timeout", "valid integer"),
+    ("include outside the app", with_(H(), "apps[0].include", ["../hashing/plumber.R"]), "apps[0].include",
+     "expected a path inside the app's directory"),
+    ("include missing", with_(H(), "apps[0].include", ["data/model.rds"]), "apps[0].include[0]", "no such file or directory"),
+    ("include a secret file", with_(H(), "apps[0].include", [".Renviron"]), "apps[0].include", ".Renviron is never packed"),
     ("broken renv.lock", with_(H(), "apps[0].source", _broken_renv_app()), "apps[0].source", "renv.lock is not valid JSON"),
 ]
 
