@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pulumi
 
+from components.account import RECORD_OUTPUT, owned_ids, read_live_stack
 from components.config import load_spec, private_key_text
 from components.dns import Dns, DnsArgs
-from components.droplet_rules import check_replacements
 from components.fleet import build_replicas
 from components.loadbalancer import LoadBalancer, LoadBalancerArgs
 from components.monitoring import Monitoring, MonitoringArgs
@@ -23,12 +23,16 @@ BASE_DIR = Path(__file__).resolve().parent
 spec = load_spec(BASE_DIR)  # every config error is raised here, before any resource
 stack = pulumi.get_stack()
 droplet_name = droplet_base_name(spec, stack)
-# A protected droplet a change would replace is an error here; an older one-server stack's droplet
-# outside the stack's VPC stays there.
-outside_vpc = check_replacements(spec, droplet_name)
+# The stack as it is on the account: a protected droplet a change would replace is an error here; an
+# existing droplet keeps its image and (one server) its VPC; the region's default VPC.
+live = (
+    read_live_stack(spec, stack=stack, project=pulumi.get_project(), droplet_name=droplet_name)
+    if not spec.existing_host
+    else None
+)
 
 # Every droplet lives in the stack's VPC from the first `up` (replicas changes never move one).
-network = Network("network", NetworkArgs(spec=spec, droplet_name=droplet_name)) if not spec.existing_host else None
+network = Network("network", NetworkArgs(spec=spec, droplet_name=droplet_name, live=live)) if live is not None else None
 # With replicas >= 2: a load balancer in front, TLS ends there.
 front = (
     LoadBalancer("lb", LoadBalancerArgs(spec=spec, droplet_name=droplet_name, vpc=network.vpc))
@@ -43,7 +47,8 @@ replicas = build_replicas(
     stack=stack,
     front=front,
     network=network,
-    outside_vpc=outside_vpc,
+    outside_vpc=live.outside_vpc if live is not None else False,
+    live_droplets=live.droplets if live is not None else [],
 )
 first = replicas[0]
 address = front.ip if front is not None else first.server.address
@@ -98,3 +103,6 @@ pulumi.export(
 )
 if len(replicas) > 1:
     pulumi.export("servers", [{"ip": r.server.address, "ssh": r.server.ssh_command} for r in replicas])
+if network is not None:  # read back by the next run (components/account.py stack_record)
+    key = first.server.key_resources[0] if first.server.key_resources else None
+    pulumi.export(RECORD_OUTPUT, owned_ids(key, network.vpc, network.region_default))

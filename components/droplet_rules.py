@@ -1,17 +1,19 @@
-"""Stack configs every validator of the DigitalOcean provider accepts but a real account refuses.
+"""What DigitalOcean does to a stack's droplets and VPC, as rules on plain data.
 
-Checked with the rest of the config (``components/config.py``), so the user
+No module here reads the account (components/account.py does, with the provider's
+data sources) and none imports another component: the stack config
+(components/config.py) checks ``droplet_problems`` with the rest of the config, and
+components/account.py applies ``replacement_problems`` to what it read, so the user
 gets one message naming the keys before any resource is registered.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import pulumi
-import pulumi_digitalocean as do
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: config.py imports this module
     from components.config import StackSpec
 
 
@@ -29,6 +31,94 @@ def droplet_problems(spec: StackSpec) -> list[tuple[str, str]]:
     return out
 
 
+# ------------------------------------------------------------------ names
+
+
+def do_tag(text: str) -> str:
+    """A valid DigitalOcean tag for `text` (letters, digits, ":", "-", "_"; 1-255: digitalocean/tag/tags.go)."""
+    return re.sub(r"[^A-Za-z0-9:_-]", "-", text)[:255]
+
+
+def stack_tag(stack: str) -> str:
+    """Every droplet of the stack carries it (since the first version): the live read filters by it."""
+    return do_tag(f"stack-{stack}")
+
+
+def project_tag(project: str) -> str:
+    """Two projects with one stack name (both `dev`) still tell their droplets apart."""
+    return do_tag(f"project-{project}")
+
+
+def vpc_name(droplet_name: str, project: str, stack: str) -> str:
+    """The stack's VPC. VPC names are unique per account (docs/resources/vpc.md in the provider, "Must be
+    unique"), so the project and stack are in it: two stacks or projects with one droplet_name both `up`."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "-", f"{droplet_name}-vpc-{project}-{stack}").strip("-.")[:255]
+
+
+def legacy_vpc_name(droplet_name: str) -> str:
+    """The VPC's name before it carried the project and stack (renamed in place: `name` is not ForceNew,
+    digitalocean/vpc/resource_vpc.go:32-37, and Update sends it, :145-159)."""
+    return f"{droplet_name}-vpc"
+
+
+def region_default_name(region: str) -> str:
+    """The VPC a stack creates first in a region with none: it becomes the region's default."""
+    return f"plumber-hosting-default-{region}"
+
+
+# ------------------------------------------------- what the account holds
+
+
+@dataclass(frozen=True)
+class LiveDroplet:
+    """A droplet of this stack as the API reads it back (getDroplets, digitalocean/droplet/droplets.go)."""
+
+    id: str
+    name: str
+    region: str
+    image: str
+    monitoring: bool
+    ipv6: bool
+    vpc_uuid: str
+    vpc_name: str
+    tags: tuple[str, ...] = ()
+    size: str = ""  # its size now: a resize behind the load balancer drains it first (components/fleet.py)
+    ipv4_address: str = ""  # its address now, before any change (the drain connects there)
+
+
+@dataclass(frozen=True)
+class Vpc:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class StackRecord:
+    """The ids the stack's last `up` recorded in its own outputs (``owned_ids``), read back from its state.
+
+    ``kind``: "new" (no outputs: nothing is the stack's yet), "legacy" (outputs of a version that
+    recorded no ids: fall back to names), "recorded".
+    """
+
+    kind: str = "new"
+    ssh_key: str = ""
+    vpc: str = ""
+    region_default: str = ""
+
+
+@dataclass
+class LiveStack:
+    """What the program keeps of the stack as it is, decided before anything is declared."""
+
+    record: StackRecord = field(default_factory=StackRecord)
+    droplets: list[LiveDroplet] = field(default_factory=list)
+    outside_vpc: bool = False  # the one-server droplet predates the stack's VPC: it stays where it is
+    region_default: Vpc | None = None  # the region's default VPC, None when the region has none yet
+    vpc_is_region_default: bool = False  # the stack's own VPC was the first in its region
+
+
+# ---------------------------------------------------------------- rules
+
 # Inputs that make the provider create a new droplet (ForceNew, or the ipv6 CustomizeDiff) and
 # that the API reads back, so a change can be named before anything runs
 # (digitalocean/droplet/resource_droplet.go; the data source: digitalocean/droplet/droplets.go).
@@ -40,37 +130,42 @@ UNPROTECT = (
 )
 
 
+def image_is_explicit(spec: StackSpec) -> bool:
+    """Whether the user's own stack config names the image (not the program's default)."""
+    return "image" in spec.model_fields_set
+
+
 def replacement_problems(
-    spec: StackSpec, droplet_names: list[str], vpc_name: str
+    spec: StackSpec, live: list[LiveDroplet], vpc_names: list[str], stack_vpc_id: str = ""
 ) -> tuple[list[tuple[str, str]], list[str]]:
     """With ``protect`` on, a config change that would replace a live droplet, named before anything runs;
-    and the live droplets that stay outside the stack's VPC (made before it existed, one-server stack).
+    and the live droplets outside the stack's VPC (made before it existed). ``vpc_names``: the stack
+    VPC's name, then the names it had before; ``stack_vpc_id``: its id, when the stack recorded it.
 
-    Looks the stack's droplets up on the account (the provider's getDroplets data source).
+    A droplet keeps its image unless the user's config sets ``image`` (components/server.py passes
+    ignore_changes for it), so a new default image never replaces a server.
     """
-    if spec.existing_host:
-        return [], []
-    live = do.get_droplets(filters=[do.GetDropletsFilterArgs(key="name", values=droplet_names)]).droplets
     out: list[tuple[str, str]] = []
     outside: list[str] = []
     for d in sorted(live, key=lambda d: d.name):
         changes: list[tuple[str, str]] = []
         if d.region and d.region != spec.region:
             changes.append(("region", f"{d.region} -> {spec.region}"))
-        if d.image and not d.image.isdigit() and d.image != spec.image:  # a retired image has only an id
+        # A retired image has only an id (droplets.go flattens Image.ID when the slug is gone).
+        if image_is_explicit(spec) and d.image and not d.image.isdigit() and d.image != spec.image:
             changes.append(("image", f"{d.image} -> {spec.image}"))
         if d.monitoring != spec.monitoring:
             changes.append(("monitoring", f"{str(d.monitoring).lower()} -> {str(spec.monitoring).lower()}"))
         if d.ipv6 and not spec.ipv6:
             changes.append(("ipv6", "true -> false (turning it on is done in place, turning it off is not)"))
-        if d.vpc_uuid and do.get_vpc(id=d.vpc_uuid).name != vpc_name:
+        ours = (stack_vpc_id != "" and d.vpc_uuid == stack_vpc_id) or d.vpc_name in vpc_names
+        if d.vpc_uuid and not ours:
             # Made before every droplet lived in the stack's VPC (components/network.py). vpc_uuid is ForceNew
-            # but Optional+Computed (digitalocean/droplet/resource_droplet.go): left out, it is no change, so
-            # a one-server stack keeps its droplet where it is; behind a load balancer it must be in the VPC.
-            if spec.replica_count == 1 or not spec.protect:
-                outside.append(d.name)
+            # but Optional+Computed (digitalocean/droplet/resource_droplet.go:276-282): left out, it is no
+            # change, so a one-server stack keeps its droplet where it is, whatever `protect` says.
+            outside.append(d.name)
             if spec.replica_count >= 2:
-                changes.append(("replicas", f"droplet {d.name} is not in the stack's VPC {vpc_name} (it was made "
+                changes.append(("replicas", f"droplet {d.name} is not in the stack's VPC {vpc_names[0]} (it was made "
                                             "before this version put every droplet there), and replicas >= 2 "
                                             "needs it there; moving it"))
         if not spec.protect:
@@ -81,28 +176,3 @@ def replacement_problems(
                              f"everything on its disk are deleted. protect is on, so Pulumi would refuse. "
                              f"{keep}{UNPROTECT}"))
     return out, outside
-
-
-def check_replacements(spec: StackSpec, base_name: str) -> bool:
-    """Raise one ConfigError naming every key whose change would replace a protected droplet.
-
-    Returns whether the one-server stack's droplet stays outside the stack's VPC (an older stack: its
-    droplet is left where it is rather than replaced; scaling out then needs the replacement).
-    """
-    from components.config import ConfigError, format_problems
-    from components.network import vpc_name as stack_vpc_name
-    from components.server import droplet_names
-
-    # The first replica's droplet may still carry the one-server name (it is renamed in place).
-    names = [*([base_name] if spec.load_balanced else []), *droplet_names(spec, base_name)]
-    vpc_name = stack_vpc_name(base_name)
-    problems, outside = replacement_problems(spec, names, vpc_name)
-    if problems:
-        raise ConfigError(format_problems(problems))
-    keep = bool(outside) and spec.replica_count == 1 and spec.protect
-    if keep:
-        pulumi.log.warn(
-            f"droplet {outside[0]} predates the stack's VPC {vpc_name}; it stays where it is. Scaling out "
-            "(replicas >= 2) will need it replaced: see README, 'Changes that replace a server'."
-        )
-    return keep

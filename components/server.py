@@ -18,6 +18,7 @@ from pulumi_command import remote
 
 from components.account import ssh_key_on_account
 from components.config import StackSpec
+from components.droplet_rules import image_is_explicit, project_tag, stack_tag
 from components.loadbalancer import LoadBalancer, outbound_rules
 from components.remote_script import on_droplet
 from components.render import remote_script, render
@@ -216,7 +217,9 @@ class Server(pulumi.ComponentResource):
                 # (ForceNew) stay the same whoever uploaded the key.
                 self.ssh_keys.append(on_account.fingerprint)
         self.key_resources = key_resources
-        tags = sorted({"plumber-hosting", do_tag(f"stack-{args.stack}"), *spec.tags})
+        # The stack's and project's tags: the live read (components/account.py) finds the stack's
+        # own droplets by them, never another stack's of the same name.
+        tags = sorted({"plumber-hosting", stack_tag(args.stack), project_tag(pulumi.get_project()), *spec.tags})
         extra: dict[str, Any] = {}
         if args.vpc is not None:
             extra["vpc_uuid"] = args.vpc.id  # ForceNew: the droplet is in it from its creation
@@ -241,7 +244,15 @@ class Server(pulumi.ComponentResource):
             # then fails. CPU and memory only unless the stack asks (digitalocean/droplet/resource_droplet.go).
             resize_disk=spec.resize_disk,
             opts=pulumi.ResourceOptions(
-                parent=self, protect=spec.protect, depends_on=[*key_resources, *(args.after or [])]
+                parent=self, protect=spec.protect, depends_on=[*key_resources, *(args.after or [])],
+                # A droplet that exists keeps the image it was made from unless the stack config names one:
+                # a new default image (debian-12-x64 -> debian-13-x64) must not replace a server. The engine
+                # sets an ignored input back to its old value before Check and Diff (pulumi/pulumi
+                # pkg/resource/deploy/step_generator.go:1264-1269, processIgnoreChanges :3074-3096) and passes
+                # the list to the provider's Diff (:2974-2992); the state's `image` is what the droplet was
+                # made with (Read never sets it: digitalocean/droplet/resource_droplet.go sets it only on
+                # import, :558-561). A new droplet has no old value: it gets spec.image.
+                ignore_changes=None if image_is_explicit(spec) else ["image"],
             ),
         )
         self.project_urns.append(self.droplet.droplet_urn)

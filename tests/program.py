@@ -50,6 +50,8 @@ class Declared:
     replace_on_changes: list[str]
     protect: bool = False
     aliases: list[tuple[str, str]] = field(default_factory=list)  # (old name, old parent URN) per alias
+    ignore_changes: list[str] = field(default_factory=list)
+    retain_on_delete: bool = False
 
 
 @dataclass
@@ -132,14 +134,46 @@ RegisterHook = Callable[["Declared"], dict[str, str]]
 DROPLET_FORCE_NEW = ("image", "region", "sshKeys", "userData", "monitoring", "dropletAgent", "vpcUuid")
 
 
+# The API's answers the mock account gives where the real one refuses (quoted from DigitalOcean or the provider).
+TOKEN_REFUSED = (
+    "rpc error: code = Unknown desc = invocation of {tok} returned an error: GET https://api.digitalocean.com/v2/"
+    "{what}?page=1&per_page=200: 401 (request \"0b5c1e4e\") Unable to authenticate you"
+)
+DEFAULT_VPC_DELETE = (
+    "Error deleting VPC: DELETE https://api.digitalocean.com/v2/vpcs/{id}: 403 Can not delete default VPC "
+    "(digitalocean/vpc/resource_vpc.go retries 403 for 2 minutes, then fails)"
+)
+
+
+def _scope(project: str | None = None, stack: str | None = None) -> str:
+    """Whose a resource is on the mock account: the stack, or ``<project>/<stack>`` for another project."""
+    project = project if project is not None else pulumi.get_project()
+    stack = stack if stack is not None else pulumi.get_stack()
+    return stack if project == PROJECT else f"{project}/{stack}"
+
+
+def _stable_id(*parts: str) -> str:
+    return str(100000 + zlib.crc32("::".join(parts).encode()) % 900000)
+
+
 @dataclass
 class MockCloud:
-    """A DigitalOcean account as the program sees it across several runs.
+    """A DigitalOcean account as the program sees it across several runs (and several stacks).
 
     ``ssh_keys`` is what the account already holds (what ``getSshKeys``
-    answers). ``droplets`` remembers each droplet resource's last inputs and
-    id: a run that changes a replace-forcing input gets a new droplet id, as a
-    real ``pulumi up`` would, and an unchanged or in-place change keeps it.
+    answers); a key a run uploads (an SshKey resource) joins it, a second upload
+    of a key already there is refused (422, as the API does), and a key a stack
+    stops declaring is deleted at the end of its `up` (``deleted_keys``), as the
+    engine deletes a resource that left the program. ``droplets`` remembers each
+    droplet resource's last inputs and id: a run that changes a replace-forcing
+    input gets a new droplet id, as a real ``pulumi up`` would, and an unchanged
+    or in-place change keeps it (an input in ``ignore_changes`` keeps its old
+    value, as the engine does). VPC names are unique per account; the first VPC
+    of a region becomes its default, which cannot be deleted (``destroy``);
+    ``new_account`` starts with no default VPC in any region, else every region
+    has DigitalOcean's own ``default-<region>``. ``token_refused``: every
+    DigitalOcean read fails with the API's 401. Each stack's last outputs are
+    what ``pulumi:pulumi:readStackOutputs`` answers for it.
     Pass the same instance to successive ``run_program`` calls.
     """
 
@@ -147,11 +181,26 @@ class MockCloud:
     droplets: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)  # "<stack>::<name>" -> (id, inputs)
     replaced: list[str] = field(default_factory=list)  # "<stack>::<name>" of each replacement, in order
     vpcs: dict[str, str] = field(default_factory=dict)  # id -> name; a droplet made without vpc_uuid is in default-<region>
+    new_account: bool = False
+    token_refused: bool = False
+    default_vpcs: dict[str, str] = field(default_factory=dict)  # region -> id of its default VPC
+    vpc_regions: dict[str, str] = field(default_factory=dict)  # id -> region
+    stack_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # stack -> its last up's outputs
+    state: dict[str, list[Declared]] = field(default_factory=dict)  # stack -> what its last up declared
+    deleted_keys: list[dict[str, Any]] = field(default_factory=list)
 
-    def droplet_id(self, stack: str, name: str, inputs: dict[str, Any]) -> str:
+    # ---- droplets
+    def droplet_id(self, stack: str, name: str, inputs: dict[str, Any], ignore: list[str] | None = None) -> str:
         base = 100000 + zlib.crc32(f"digitalocean:index/droplet:Droplet::{name}".encode()) % 900000
         key = f"{stack}::{name}"
         old = self.droplets.get(key)
+        inputs = dict(inputs)
+        if old is not None:
+            for prop in ignore or []:  # the engine sets an ignored input back to its old value
+                if prop in old[1]:
+                    inputs[prop] = old[1][prop]
+                else:
+                    inputs.pop(prop, None)
         if old is None:
             rid = str(base)
         else:
@@ -169,19 +218,99 @@ class MockCloud:
         """What getDroplets answers: the droplets on the account as the API reads them back."""
         live = [
             {"id": int(rid), "name": i["name"], "region": i["region"], "image": i["image"], "size": i["size"],
-             "monitoring": bool(i.get("monitoring")), "ipv6": bool(i.get("ipv6")),
-             "vpcUuid": i.get("vpcUuid") or f"default-{i['region']}"}
+             "monitoring": bool(i.get("monitoring")), "ipv6": bool(i.get("ipv6")), "tags": list(i.get("tags") or []),
+             "vpcUuid": i.get("vpcUuid") or self.region_default(i["region"], create=True),
+             "ipv4Address": i.get("ipv4Address", "")}
             for rid, i in self.droplets.values()
         ]
         for f in filters or []:
-            live = [d for d in live if str(d.get(f["key"])) in [str(v) for v in f["values"]]]
+            values = [str(v) for v in f["values"]]
+            if f["key"] == "tags":  # a set attribute matches when any element does (datalist/values.go)
+                live = [d for d in live if any(t in values for t in d["tags"])]
+            else:
+                live = [d for d in live if str(d.get(f["key"])) in values]
         return live
+
+    # ---- VPCs
+    def region_default(self, region: str, *, create: bool = False) -> str | None:
+        """The region's default VPC id; DigitalOcean makes ``default-<region>`` when something needs one."""
+        if region not in self.default_vpcs and (create or not self.new_account):
+            vid = f"default-{region}"
+            self.default_vpcs[region] = vid
+            self.vpcs.setdefault(vid, vid)
+            self.vpc_regions[vid] = region
+        return self.default_vpcs.get(region)
+
+    def make_vpc(self, stack: str, resource: str, name: str, region: str) -> str:
+        rid = _stable_id(stack, "digitalocean:index/vpc:Vpc", resource)  # VPC ids are account-wide
+        taken = [vid for vid, n in self.vpcs.items() if n == name and vid != rid]
+        if taken:
+            raise RuntimeError(f"Error creating VPC: POST https://api.digitalocean.com/v2/vpcs: 422 "
+                               f"name '{name}' is already in use (VPC names are unique per account)")
+        if rid not in self.vpcs and region not in self.default_vpcs and self.new_account:
+            self.default_vpcs[region] = rid  # the first VPC of a region becomes its default
+        self.vpcs[rid] = name
+        self.vpc_regions[rid] = region
+        return rid
+
+    # ---- SSH keys
+    def upload_key(self, stack: str, resource: str, name: str, public_key: str, fingerprint: str) -> str:
+        rid = _stable_id(stack, "digitalocean:index/sshKey:SshKey", resource)
+        for k in self.ssh_keys:
+            if str(k["id"]) == rid:
+                k["name"] = name  # `name` updates in place
+                return rid
+            if k["fingerprint"] == fingerprint:
+                raise RuntimeError("Error creating SSH Key: POST https://api.digitalocean.com/v2/account/keys: "
+                                   "422 SSH Key is already in use on your account")
+        self.ssh_keys.append({"id": int(rid), "name": name, "fingerprint": fingerprint, "publicKey": public_key})
+        return rid
 
     def find_ssh_keys(self, filters: list[dict[str, Any]]) -> list[dict[str, Any]]:
         keys = self.ssh_keys
         for f in filters or []:
             keys = [k for k in keys if str(k.get(f["key"])) in [str(v) for v in f["values"]]]
         return keys
+
+    # ---- the end of an `up`, and `pulumi destroy`
+    def finish_up(self, stack: str, run: ProgramRun) -> None:
+        """What the engine does after the program: resources that left it are deleted; outputs are saved."""
+        now = {r.urn for r in run.resources}
+        for r in self.state.get(stack, []):
+            if r.urn not in now and r.type == "digitalocean:index/sshKey:SshKey" and not r.retain_on_delete:
+                self._delete_key(_stable_id(stack, r.type, r.name))
+        self.state[stack] = list(run.resources)
+        self.stack_outputs[stack] = dict(run.outputs)
+
+    def _delete_key(self, rid: str) -> None:
+        for k in list(self.ssh_keys):
+            if str(k["id"]) == rid:
+                self.ssh_keys.remove(k)
+                self.deleted_keys.append(k)
+
+    def destroy(self, stack: str) -> list[str]:
+        """``pulumi destroy``: deletes what the stack's last `up` declared; the errors the API gives."""
+        errors: list[str] = []
+        for r in reversed(self.state.get(stack, [])):
+            if not r.custom:
+                continue
+            rid = _stable_id(stack, r.type, r.name)
+            if r.type == "digitalocean:index/vpc:Vpc":
+                if r.retain_on_delete:
+                    continue  # Pulumi forgets it and leaves it on the account
+                if rid in self.default_vpcs.values():
+                    errors.append(DEFAULT_VPC_DELETE.format(id=rid))
+                    continue
+                self.vpcs.pop(rid, None)
+                self.vpc_regions.pop(rid, None)
+            elif r.type == "digitalocean:index/droplet:Droplet":
+                self.droplets.pop(f"{stack}::{r.name}", None)
+            elif r.type == "digitalocean:index/sshKey:SshKey" and not r.retain_on_delete:
+                self._delete_key(rid)
+        if not errors:
+            self.state.pop(stack, None)
+            self.stack_outputs.pop(stack, None)
+        return errors
 
 
 def _replaces_droplet(before: dict[str, Any], after: dict[str, Any]) -> bool:
@@ -202,6 +331,7 @@ def _replaces_droplet(before: dict[str, Any], after: dict[str, Any]) -> bool:
 class _Mocks(pulumi.runtime.Mocks):
     def __init__(self, cloud: MockCloud | None = None) -> None:
         self.pending = threading.local()  # outputs the hook gave for the resource being registered
+        self.options = threading.local()  # the Declared being registered (its options)
         self.cloud = cloud if cloud is not None else MockCloud()
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
@@ -219,30 +349,53 @@ class _Mocks(pulumi.runtime.Mocks):
             replica = int(args.name.split("@")[1].split("-")[0]) if "@" in args.name else 1
             state["ipv4_address"] = f"203.0.113.{9 + replica}"
             state["ipv6_address"] = f"2001:db8::{9 + replica}"
-            rid = self.cloud.droplet_id(pulumi.get_stack(), args.name, dict(args.inputs))
+            declared = getattr(self.options, "declared", None)
+            ignore = declared.ignore_changes if declared is not None and declared.name == args.name else []
+            rid = self.cloud.droplet_id(_scope(), args.name, dict(args.inputs), ignore)
+            self.cloud.droplets[f"{_scope()}::{args.name}"][1]["ipv4Address"] = state["ipv4_address"]
         if args.typ == "digitalocean:index/vpc:Vpc":  # VPC ids are account-wide: one per stack
-            rid = str(100000 + zlib.crc32(f"{pulumi.get_stack()}::{args.typ}::{args.name}".encode()) % 900000)
-            self.cloud.vpcs[rid] = str(args.inputs.get("name"))
+            rid = self.cloud.make_vpc(_scope(), args.name, str(args.inputs.get("name")),
+                                      str(args.inputs.get("region")))
         if args.typ == "digitalocean:index/sshKey:SshKey":  # DigitalOcean's MD5 fingerprint of the key
             digest = hashlib.md5(base64.b64decode(str(args.inputs["publicKey"]).split()[1])).hexdigest()
             state["fingerprint"] = ":".join(digest[i : i + 2] for i in range(0, 32, 2))
+            rid = _stable_id(_scope(), args.typ, args.name)  # key ids are account-wide
+            if not pulumi.runtime.is_dry_run():
+                self.cloud.upload_key(_scope(), args.name, str(args.inputs["name"]),
+                                      str(args.inputs["publicKey"]), state["fingerprint"])
         urn_kind = URN_OUTPUTS.get(args.typ)
         if urn_kind:
             state[urn_kind[0]] = f"do:{urn_kind[1]}:{state.get('ip_address', rid)}"
         return rid, state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        if args.token == "pulumi:pulumi:readStackOutputs":  # the engine's builtin: a stack's last outputs
+            name = str(args.args["name"])
+            _org, project, stack = name.split("/")
+            outputs = self.cloud.stack_outputs.get(_scope(project, stack), {})
+            return {"name": name, "outputs": outputs, "secretOutputNames": []}, []
+        if self.cloud.token_refused and args.token.startswith("digitalocean:"):
+            what = {"getSshKeys": "account/keys", "getDroplets": "droplets", "getVpc": "vpcs"}
+            path = what.get(args.token.rsplit(":", 1)[-1], "account")
+            return {}, [("", TOKEN_REFUSED.format(tok=args.token, what=path))]
         if args.token == "digitalocean:index/getSshKeys:getSshKeys":
             keys = self.cloud.find_ssh_keys(args.args.get("filters") or [])
             return {"id": "ssh-keys", "sshKeys": keys, "filters": args.args.get("filters")}, []
         if args.token == "digitalocean:index/getDroplets:getDroplets":
             return {"id": "droplets", "droplets": self.cloud.find_droplets(args.args.get("filters") or [])}, []
         if args.token == "digitalocean:index/getVpc:getVpc":
-            vid = str(args.args["id"])
+            if args.args.get("region"):  # the region's default (digitalocean/vpc/datasource_vpc.go:143-155)
+                region = str(args.args["region"])
+                vid = self.cloud.region_default(region)
+                if vid is None:
+                    return {}, [("", f"Error retrieving VPC: unable to find default VPC in {region} region")]
+            else:
+                vid = str(args.args["id"])
             name = self.cloud.vpcs.get(vid) or (vid if vid.startswith("default-") else None)
             if name is None:
                 raise RuntimeError(f"no VPC {vid}")
-            return {"id": vid, "name": name}, []
+            return {"id": vid, "name": name, "region": self.cloud.vpc_regions.get(vid, ""),
+                    "default": vid in self.cloud.default_vpcs.values()}, []
         return {}, []
 
 
@@ -272,9 +425,13 @@ class _Monitor(pulumi_mocks.MockMonitor):
             replace_on_changes=list(request.replaceOnChanges),
             protect=bool(request.protect),
             aliases=[(a.spec.name, a.spec.parentUrn) for a in request.aliases],
+            ignore_changes=list(request.ignoreChanges),
+            retain_on_delete=bool(request.retainOnDelete),
         )
         with self.lock:
             self.run.resources.append(declared)
+        # what the mock account needs of the options (new_resource sees only the inputs)
+        self.mocks.options.declared = declared  # type: ignore[attr-defined]
         if self.on_register is not None:
             # as the engine does: the step runs now, its outputs go back to the program
             self.mocks.pending.outputs = self.on_register(declared)  # type: ignore[attr-defined]
@@ -331,6 +488,7 @@ def run_program(
     preview: bool = False,
     on_register: RegisterHook | None = None,
     cloud: MockCloud | None = None,
+    project: str = PROJECT,
 ) -> ProgramRun:
     """Run ``__main__.py`` once with ``config`` (keys without the namespace).
 
@@ -338,12 +496,13 @@ def run_program(
     its result is what the program sees as the resource's outputs (the test
     engine carries a command out there, as the Pulumi engine would).
     ``cloud`` is the DigitalOcean account the run sees (empty if not given);
-    the same one across runs makes droplet ids follow replacements.
+    the same one across runs makes droplet ids follow replacements. ``project``:
+    the Pulumi project's name (another project on the same account).
     """
     run = ProgramRun(stack=stack)
     mocks = _Mocks(cloud)
     monitor = _Monitor(mocks, run, on_register)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=preview, monitor=monitor)
     root = pulumi.runtime.settings.get_root_resource()
     if root is not None and isinstance(getattr(root, "outputs", None), dict):
         root.outputs.clear()  # the root outlives a run: a key the last run exported must not linger
@@ -364,6 +523,8 @@ def run_program(
         run.outputs[key] = _sync_await(out.future())
         if _sync_await(out.is_secret()):
             run.secret_outputs.add(key)
+    if not preview:  # the engine's end of an `up`: state and outputs saved, dropped resources deleted
+        mocks.cloud.finish_up(_scope(project, stack), run)
     return run
 
 

@@ -80,9 +80,7 @@ def test_two_stacks_with_one_key_in_one_account() -> None:
     cloud = MockCloud()
     dev = run("dev", cloud)
     assert dev.of_type(SSH_KEY)
-    # what the account holds after dev's `up`
-    cloud.ssh_keys.append({"id": 7, "name": "plumber-dev-deploy", "fingerprint": FP,
-                           "publicKey": public_key("prod")})
+    assert [k["name"] for k in cloud.ssh_keys] == ["plumber-dev-deploy"]  # what the account holds after dev's `up`
     prod = run("prod", cloud)
     assert not prod.of_type(SSH_KEY)
     dev_again = run("dev", cloud)
@@ -166,7 +164,7 @@ def test_a_scaled_out_stack_keeps_its_vpc() -> None:
     r = run("scale", replicas=3)
     vpc = r.named("network-vpc")
     assert ("lb-vpc", "urn:pulumi:scale::plumber-hosting::plumber-hosting:index:LoadBalancer::lb") in vpc.aliases
-    assert vpc.inputs["name"] == "plumber-scale-vpc" and vpc.inputs["region"] == "fra1"
+    assert vpc.inputs["name"] == "plumber-scale-vpc-plumber-hosting-scale" and vpc.inputs["region"] == "fra1"
 
 
 # ------------------------------------------------------- 2. a replaced droplet
@@ -264,8 +262,9 @@ def test_a_change_that_would_replace_a_protected_droplet_says_what_to_do(
 
 def test_a_droplet_made_before_the_stack_had_its_vpc_stays_where_it_is() -> None:
     """A one-server stack from before components/network.py has its droplet in the region's default VPC.
-    vpc_uuid is ForceNew but Optional+Computed: left out it is no change, so the droplet stays (a warning);
-    scaling out, which needs it in the VPC, is an error naming what to do; protect: false replaces it."""
+    vpc_uuid is ForceNew but Optional+Computed: left out it is no change, so the droplet stays (a warning),
+    whatever `protect` says; scaling out, which needs it in the VPC, is an error naming what to do, and with
+    protect: false it moves the droplet (a replacement the user's own config asked for)."""
     from components.config import ConfigError
 
     cloud = MockCloud()
@@ -275,13 +274,16 @@ def test_a_droplet_made_before_the_stack_had_its_vpc_stays_where_it_is() -> None
     again = run("dev", cloud)
     assert "vpcUuid" not in again.named("server-droplet").inputs
     assert cloud.replaced == []
-    assert any("predates the stack's VPC plumber-dev-vpc" in w for w in again.warnings), again.warnings
+    vpc = "plumber-dev-vpc-plumber-hosting-dev"
+    assert any(f"predates the stack's VPC {vpc}" in w for w in again.warnings), again.warnings
     with pytest.raises(ConfigError) as err:
         run("dev", cloud, replicas=2, https=None)
-    assert "plumber-hosting:replicas: droplet plumber-dev is not in the stack's VPC plumber-dev-vpc" in str(err.value)
+    assert f"plumber-hosting:replicas: droplet plumber-dev is not in the stack's VPC {vpc}" in str(err.value)
     assert "pulumi config set plumber-hosting:protect false" in str(err.value)
     assert cloud.replaced == []
-    run("dev", cloud, protect=False)  # on purpose: a new droplet, in the VPC, every command run on it
+    lifted = run("dev", cloud, protect=False)  # protect off alone changes nothing (README tells users to set it)
+    assert cloud.replaced == [] and "vpcUuid" not in lifted.named("server-droplet").inputs
+    run("dev", cloud, protect=False, replicas=2, https=None)  # scaling out, on purpose: moved into the VPC
     assert cloud.replaced == ["dev::server-droplet"]
 
 
@@ -460,3 +462,189 @@ def test_a_file_copied_to_a_server_is_copied_again_to_a_new_droplet() -> None:
     declare()
     assert seen["copy"]["triggers"] == ["v1", "droplet 7"]
     assert seen["cmd"]["create"] == "# plumber-hosting: on droplet 7\ntrue"
+
+
+# ------------------------------------------------- issue 23: existing stacks, shared accounts
+
+VPC = f"{DO}vpc:Vpc"
+
+
+def as_made_by_an_earlier_version(cloud: MockCloud, stack: str = "dev", **inputs: Any) -> None:
+    """The live droplet as an earlier version made it: other inputs (e.g. the then-default image), no VPC,
+    and outputs that recorded no ids (``owned_ids`` did not exist)."""
+    rid, old = cloud.droplets[f"{stack}::server-droplet"]
+    made = {k: v for k, v in old.items() if k != "vpcUuid"}
+    made.update(inputs)
+    cloud.droplets[f"{stack}::server-droplet"] = (rid, made)
+    cloud.stack_outputs[stack] = {k: v for k, v in cloud.stack_outputs[stack].items() if k != "owned_ids"}
+
+
+@pytest.mark.parametrize("protect", [True, False])
+def test_an_upgrade_keeps_a_droplet_made_from_the_old_default_image(protect: bool) -> None:
+    """Point 1: a droplet made from debian-12-x64 when that was the default, in the region's default VPC, with
+    no `image` in the config: the new default (debian-13-x64) neither replaces it nor blocks the `up`,
+    whatever `protect` says; its VPC stays too."""
+    cloud = MockCloud()
+    cfg = config("dev", protect=protect)
+    cfg.pop("image")  # the user never set it: the program's default applies
+    run_program(cfg, stack="dev", cloud=cloud, secret_keys=SCALE_SECRETS)
+    as_made_by_an_earlier_version(cloud, image="debian-12-x64")
+    rid = droplet_id(cloud, "dev")
+    after = run_program(cfg, stack="dev", cloud=cloud, secret_keys=SCALE_SECRETS)  # raised ConfigError before
+    droplet = after.named("server-droplet")
+    assert droplet.ignore_changes == ["image"], "the engine keeps the image the droplet was made with"
+    assert "vpcUuid" not in droplet.inputs
+    assert cloud.replaced == [] and droplet_id(cloud, "dev") == rid
+    assert cloud.droplets["dev::server-droplet"][1]["image"] == "debian-12-x64"
+    # a new stack gets the new default
+    fresh = MockCloud()
+    run_program(cfg, stack="dev", cloud=fresh, secret_keys=SCALE_SECRETS)
+    assert fresh.droplets["dev::server-droplet"][1]["image"] == "debian-13-x64"
+
+
+def test_an_image_the_user_sets_still_replaces_the_droplet() -> None:
+    """Point 1: only the user's own config changes the image: set explicitly, it is no longer ignored."""
+    cloud = MockCloud()
+    cfg = config("dev")
+    cfg.pop("image")
+    run_program(cfg, stack="dev", cloud=cloud, secret_keys=SCALE_SECRETS)
+    as_made_by_an_earlier_version(cloud, image="debian-12-x64")
+    same = run("dev", cloud, image="debian-12-x64")  # naming the image it has: no change
+    assert not same.named("server-droplet").ignore_changes and cloud.replaced == []
+    from components.config import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        run("dev", cloud, image="debian-13-x64")
+    assert "plumber-hosting:image: debian-12-x64 -> debian-13-x64 replaces droplet plumber-dev" in str(err.value)
+    run("dev", cloud, image="debian-13-x64", protect=False)
+    assert cloud.replaced == ["dev::server-droplet"]
+
+
+def test_destroy_succeeds_on_a_stack_that_was_first_in_its_region() -> None:
+    """Point 2: the first VPC of a region becomes its default, which the API refuses to delete (403). The stack
+    makes the region's default first (retain_on_delete), so its own VPC is deletable and destroy succeeds."""
+    cloud = MockCloud(new_account=True)
+    first = run("dev", cloud)
+    default = first.named("network-region-default")
+    assert default.retain_on_delete and default.inputs == {
+        "name": "plumber-hosting-default-nyc3", "region": "nyc3",
+        "description": "plumber-hosting: the region's default VPC (DigitalOcean cannot delete it); left empty"}
+    vpc = first.named("network-vpc")
+    assert not vpc.retain_on_delete and default.urn in vpc.dependencies
+    again = run("dev", cloud)  # recorded: declared again (same inputs), never a second one
+    assert [(v.urn, v.inputs) for v in again.of_type(VPC)] == [(v.urn, v.inputs) for v in first.of_type(VPC)]
+    assert cloud.destroy("dev") == []
+    assert set(cloud.vpcs.values()) == {"plumber-hosting-default-nyc3"}, "the region's default is left"
+    # another stack in that region now finds a default VPC: it makes none
+    assert not [v for v in run("dev", cloud, name="staging").of_type(VPC) if v.name != "network-vpc"]
+
+
+def test_destroy_leaves_a_stack_vpc_that_became_the_region_default() -> None:
+    """Point 2: a stack an earlier version made as the first in its region has the default VPC as its own:
+    it is kept with retain_on_delete, so destroy succeeds and leaves it on the account."""
+    from tests.program import _stable_id
+
+    cloud = MockCloud(new_account=True)
+    vid = _stable_id("dev", VPC, "network-vpc")
+    cloud.vpcs[vid], cloud.vpc_regions[vid], cloud.default_vpcs["nyc3"] = "plumber-dev-vpc", "nyc3", vid
+    cloud.stack_outputs["dev"] = {"ip": "198.51.100.7"}  # an earlier version's outputs: no owned_ids
+    r = run("dev", cloud)
+    assert r.named("network-vpc").retain_on_delete
+    assert [v.name for v in r.of_type(VPC)] == ["network-vpc"]
+    assert cloud.destroy("dev") == []
+    assert cloud.vpcs[vid] == "plumber-dev-vpc-plumber-hosting-dev"
+
+
+def test_two_stacks_with_one_droplet_name_both_up() -> None:
+    """Point 3: the same droplet_name in two stacks: distinct VPC names (unique per account), and neither
+    reads the other's droplet as its own (its monitoring differs: read as its own, a replacement error)."""
+    cloud = MockCloud()
+    dev = run("dev", cloud, monitoring=False)
+    staging = run("dev", cloud, name="staging")  # same config file, same droplet_name
+    names = {r.named("network-vpc").inputs["name"] for r in (dev, staging)}
+    assert names == {"plumber-dev-vpc-plumber-hosting-dev", "plumber-dev-vpc-plumber-hosting-staging"}
+    assert staging.named("server-droplet").inputs["name"] == "plumber-dev"
+    assert "vpcUuid" in staging.named("server-droplet").inputs, "not mistaken for an old droplet outside its VPC"
+    assert run("dev", cloud, name="staging") and run("dev", cloud, monitoring=False)  # and again, both
+    assert cloud.replaced == []
+
+
+def test_two_projects_with_one_stack_and_droplet_name_both_up() -> None:
+    """Point 3: two projects (stack `dev` in both) on one account: the project tag and the VPC name tell them
+    apart."""
+    cloud = MockCloud()
+    ours = run("dev", cloud, monitoring=False)
+    theirs = run_program(config("dev"), stack="dev", cloud=cloud, secret_keys=SCALE_SECRETS, project="team-b")
+    assert theirs.named("network-vpc").inputs["name"] == "plumber-dev-vpc-team-b-dev"
+    assert "project-team-b" in theirs.named("server-droplet").inputs["tags"]
+    assert "project-plumber-hosting" in ours.named("server-droplet").inputs["tags"]
+    run("dev", cloud, monitoring=False)
+    assert cloud.replaced == []
+
+
+def test_an_existing_stacks_vpc_is_renamed_in_place() -> None:
+    """Point 3: the VPC keeps its URN, region and id; only `name` changes (not ForceNew in resource_vpc.go)."""
+    from tests.program import _stable_id
+
+    cloud = MockCloud()
+    before = run("dev", cloud)
+    vid = _stable_id("dev", VPC, "network-vpc")
+    cloud.vpcs[vid] = "plumber-dev-vpc"  # as the earlier version named it
+    as_made_by_an_earlier_version(cloud)
+    cloud.droplets["dev::server-droplet"][1]["vpcUuid"] = vid  # made in the stack's VPC
+    after = run("dev", cloud)
+    old, new = before.named("network-vpc"), after.named("network-vpc")
+    assert old.urn == new.urn and {k: v for k, v in new.inputs.items() if k != "name"} == {
+        k: v for k, v in old.inputs.items() if k != "name"}
+    assert after.named("server-droplet").inputs["vpcUuid"] == vid and cloud.replaced == []
+    assert cloud.vpcs[vid] == "plumber-dev-vpc-plumber-hosting-dev"
+
+
+def test_a_refused_token_is_a_config_error_naming_DIGITALOCEAN_TOKEN() -> None:  # noqa: N802
+    """Point 6: no token, or a wrong one: the API answers 401 to the first read; the preview stops with the
+    project's config-error format naming DIGITALOCEAN_TOKEN, not the provider's raw invoke error."""
+    from components.config import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        run_program(config("dev"), stack="dev", cloud=MockCloud(token_refused=True), preview=True)
+    message = str(err.value)
+    assert message.startswith("invalid stack config:\n  DIGITALOCEAN_TOKEN: DigitalOcean refused the token"), message
+    assert "401" in message and "Unable to authenticate you" in message
+    # an existing-host stack reads nothing from DigitalOcean
+    assert run_program(config("local"), stack="local", cloud=MockCloud(token_refused=True), preview=True)
+
+
+def test_renaming_the_droplet_keeps_the_stacks_own_ssh_key() -> None:
+    """Point 8: the key the stack uploaded is recognised by the id its last `up` recorded, not by its name:
+    a new droplet_name renames it in place; it is never deleted and uploaded again."""
+    cloud = MockCloud()
+    first = run("dev", cloud)
+    key = first.named("server-key")
+    [uploaded] = [k["id"] for k in cloud.ssh_keys]
+    renamed = run("dev", cloud, droplet_name="plumber-dev2")
+    assert cloud.deleted_keys == [], "the stack deleted its own key from the account"
+    again = renamed.named("server-key")
+    assert again.urn == key.urn and again.inputs["name"] == "plumber-dev2-deploy"
+    assert [(k["id"], k["name"]) for k in cloud.ssh_keys] == [(uploaded, "plumber-dev2-deploy")]
+    assert run("dev", cloud, droplet_name="plumber-dev2").named("server-key").urn == key.urn
+    assert cloud.replaced == [] and cloud.deleted_keys == []
+    # what the next run reads back from the stack's own state (components/account.py stack_record)
+    assert first.outputs["owned_ids"]["ssh_key"] == renamed.outputs["owned_ids"]["ssh_key"] == str(uploaded)
+
+
+def test_a_stack_from_an_earlier_version_keeps_its_key_by_name() -> None:
+    """Point 8: outputs without owned_ids (an earlier version): the key named <droplet_name>-deploy is its own."""
+    cloud = MockCloud()
+    run("dev", cloud)
+    cloud.stack_outputs["dev"].pop("owned_ids", None)
+    assert run("dev", cloud).named("server-key") and cloud.deleted_keys == []
+
+
+def test_a_new_stack_never_claims_another_stacks_key() -> None:
+    """Points 3 and 8: a new stack with the same droplet_name and key reuses the other's key, uploads nothing
+    (a second upload is a 422) and never takes it over."""
+    cloud = MockCloud()
+    run("dev", cloud)
+    staging = run("dev", cloud, name="staging")
+    assert not staging.of_type(SSH_KEY) and staging.named("server-droplet").inputs["sshKeys"] == [FP]
+    assert run("dev", cloud).named("server-key") and cloud.deleted_keys == []
