@@ -4,6 +4,7 @@ sticky sessions. Every check runs under a steady load from outside the host."""
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import time
@@ -70,6 +71,61 @@ def test_redeploy_under_load_loses_no_request(deployer: Deployer, config: dict[s
     assert ver(address, app) == "v2"
     seen = {json.loads(b)["version"] for b in load.result.bodies if b.startswith("{")}
     assert seen <= {"v1", "v2"} and "v2" in seen
+
+
+def worker_threads(host: Any) -> dict[str, list[list[str]]]:
+    """unit -> [pid, tid, nice, comm] of every thread of every process of each running worker (ps's unit
+    column: the process's systemd unit, read from its cgroup)."""
+    out: dict[str, list[list[str]]] = {}
+    for line in host.check_output("ps -eLo unit=,pid=,tid=,ni=,comm=").splitlines():
+        unit, *rest = line.split(None, 4)
+        if unit.startswith("plumber-") and "@" in unit:
+            out.setdefault(unit, []).append(rest)
+    return out
+
+
+def test_workers_serve_at_normal_priority_on_every_thread(config: dict[str, Any], host: Any) -> None:
+    """Issue 23 point 15: after deploys (the first one, and the redeploys above), every thread of every
+    worker runs at the priority systemd gives the unit (Nice=, 0), as plumberDeploy's process does:
+    nice is per thread on Linux, so a worker reniced by PID alone kept httpuv's I/O thread (and every
+    thread it made while low) at its start-up nice. And no CPUWeight= is left on a worker's cgroup."""
+    threads = worker_threads(host)
+    assert {u.split("@")[0] for u in threads} >= {"plumber-hello", "plumber-duo", "plumber-solo", "plumber-sticky"}
+    low = {}
+    for u, rows in threads.items():
+        unit_nice = host.check_output(f"systemctl show -p Nice --value {u}")
+        weight = host.check_output(f"systemctl show -p CPUWeight --value {u}")
+        assert weight in ("", "[not set]", "100", "18446744073709551615"), f"{u}: CPUWeight={weight}"
+        assert len(rows) > 1, f"{u}: R and httpuv run more than one thread: {rows}"
+        bad = [r for r in rows if r[2] != unit_nice]
+        if bad:
+            low[u] = bad
+    print(f"{sum(map(len, threads.values()))} threads in {len(threads)} workers; at another nice than their unit's: "
+          f"{sum(map(len, low.values()))}")
+    for u, rows in sorted(low.items()):
+        print(f"  {u}: " + ", ".join(f"tid {r[1]} ({r[3]}) nice {r[2]}" for r in rows))
+    assert not low, low
+
+
+def test_next_deploy_gives_threads_left_at_low_priority_theirs_back(deployer: Deployer, config: dict[str, Any],
+                                                                    host: Any) -> None:  # fmt: skip
+    """A server upgraded from a version that left worker threads at nice 10: the app's next deploy, even one
+    that restarts no worker (here keep_releases changes), puts every thread back at the unit's nice."""
+    u = next(u for u in worker_threads(host) if u.startswith("plumber-hello@"))
+    main = host.check_output(f"systemctl show -p MainPID --value {u}")
+    others = [r[1] for r in worker_threads(host)[u] if r[1] != main]
+    host.check_output(f"renice -n 10 -p {' '.join(others)}")  # what the old nice_worker left behind
+    assert {r[2] for r in worker_threads(host)[u] if r[1] != main} == {"10"}
+    cfg = copy.deepcopy(config)
+    next(a for a in cfg["apps"] if a["name"] == "hello")["keep_releases"] = 4
+    try:
+        assert deployer.up(cfg).ran == ["update hello-deploy"]
+    finally:
+        deployer.up(config)
+    assert host.check_output(f"systemctl show -p MainPID --value {u}") == main  # not restarted
+    rows = worker_threads(host)[u]
+    print(f"{u} after the next deploy: " + ", ".join(f"tid {r[1]} ({r[3]}) nice {r[2]}" for r in rows))
+    assert {r[2] for r in rows} == {"0"}, rows
 
 
 @pytest.mark.parametrize("app", ["duo", "solo"])
