@@ -36,7 +36,7 @@ venv:
 	@if [ "$(PYTHON)" = "$(VENV)/bin/python" ] && [ ! -x "$(PYTHON)" ]; then python3 -m venv "$(VENV)"; fi
 	@$(PYTHON) -c 'import sys, pathlib; cfg = pathlib.Path(sys.prefix, "pyvenv.cfg"); \
 		sys.exit(sys.prefix == sys.base_prefix or "include-system-site-packages = true" in cfg.read_text())' || \
-		{ echo "make: $(PYTHON) is not a virtualenv of its own (one without system site packages); pip installs nothing into the system Python. Run make without PYTHON= to use $(VENV)." >&2; exit 1; }
+		{ echo "make: $(PYTHON) is not a virtualenv of its own (one made without --system-site-packages), and pip installs nothing into the system Python: run make without PYTHON= (make deps makes $(VENV)), or remove $(VENV) if it is that one" >&2; exit 1; }
 
 lint:
 	$(PYTHON) -m ruff check .
