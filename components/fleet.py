@@ -18,10 +18,13 @@ number of replicas, so adding or removing one leaves the others untouched.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import pulumi
+from pulumi_command import remote
 
 from components.app import PlumberApp, PlumberAppArgs
 from components.config import StackSpec
@@ -29,8 +32,9 @@ from components.loadbalancer import LoadBalancer
 from components.network import Network
 from components.provision import Provision, ProvisionArgs
 from components.remote_script import on_droplet, script_command
-from components.rotation import Rotation, RotationArgs
-from components.server import Server, ServerArgs
+from components.render import remote_script
+from components.rotation import Rotation, RotationArgs, leave_script, rotation_token
+from components.server import Server, ServerArgs, droplet_base_name, droplet_names
 from components.site import Site, SiteArgs, base_url
 
 
@@ -73,6 +77,63 @@ def runs_on(
     return [transform]
 
 
+class Running(Protocol):
+    """A droplet of the stack as the account has it now (components/droplet_rules.py LiveDroplet)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def size(self) -> str: ...
+    @property
+    def ipv4_address(self) -> str: ...
+
+
+def resize_drain(
+    spec: StackSpec, index: int, live: Running | None, private_key: pulumi.Output[str], after: list[pulumi.Resource]
+) -> remote.Command | None:
+    """Behind the load balancer: the droplet leaves the rotation before a resize powers it off.
+
+    The provider resizes a droplet by powering it off (a hard power-off, no graceful shutdown),
+    resizing, and powering it on (digitalocean/droplet/resource_droplet.go
+    ``resourceDigitalOceanDropletUpdate``, ``d.HasChange("size")``: PowerOff, Resize, PowerOn). Left
+    in the rotation, the load balancer would keep sending it requests until its health checks
+    fail. So the droplet's update depends on this command, which runs the rotation's own leave
+    script (drained: out of /healthz, then the load balancer's failed checks) over the droplet's
+    address as it is now (read before anything is declared), on that droplet only (its id).
+    After the resize the rotation's join runs again (it names the size): back in service before
+    the next droplet changes.
+
+    Its text holds the leave script only while the live droplet's size differs from the
+    config's, i.e. in the `up` that resizes it; otherwise it has no create or update, and
+    pulumi-command then runs nothing, not even a connection (commandController.go ``Create`` and
+    ``Update``, v1.2.1: nothing to run when both are nil). Its next change (the size matches
+    again, or a new droplet's address) is such an empty update: it can never drain a droplet
+    that is not being resized. None: no load balancer, or no droplet yet (nothing to drain).
+    """
+    if not spec.load_balanced or live is None or not live.ipv4_address:
+        return None
+    resizing = bool(live.size) and live.size != spec.size
+    text: str | None = None
+    if resizing:
+        script = remote_script(leave_script(spec, rotation_token(replica_name("rotation", index))))
+        text = on_droplet(script, f"droplet {live.id}, leaving the rotation to resize {live.size} -> {spec.size}",
+                          live.id)
+    return remote.Command(
+        f"{replica_name('rotation', index)}-resize-leave",
+        connection=remote.ConnectionArgs(
+            host=live.ipv4_address, user="root", port=22, private_key=private_key,
+            dial_error_limit=30, per_dial_timeout=15,
+        ),
+        create=text,
+        update=text,
+        add_previous_output_in_env=False,
+        logging=remote.Logging.STDOUT_AND_STDERR,
+        opts=pulumi.ResourceOptions(depends_on=after),
+    )
+
+
 def replica_name(base: str, index: int) -> str:
     """A component's name on replica `index` (1-based)."""
     return base if index == 1 else f"{base}@{index}"
@@ -98,11 +159,21 @@ def build_replicas(
     front: LoadBalancer | None,
     network: Network | None = None,
     outside_vpc: bool = False,
+    live_droplets: Sequence[Running] = (),
 ) -> list[Replica]:
-    """``outside_vpc``: the (only) droplet predates the stack's VPC and stays out of it."""
+    """``outside_vpc``: the (only) droplet predates the stack's VPC and stays out of it.
+    ``live_droplets``: the stack's droplets as the account has them now (components/account.py)."""
     replicas: list[Replica] = []
-    for i in range(1, spec.replica_count + 1):
+    base = droplet_base_name(spec, stack)
+    by_name = {d.name: d for d in live_droplets}
+    for i, droplet_name in enumerate(droplet_names(spec, base) or [None] * spec.replica_count, start=1):
         previous = replicas[-1] if replicas else None
+        # A droplet change (a resize powers it off) waits until the previous replica
+        # is back in the rotation: one droplet out of service at a time.
+        after: list[pulumi.Resource] = [previous.rotation.command] if previous is not None and previous.rotation else []
+        # The first replica's droplet may still carry the one-server name (it is renamed in place).
+        live = by_name.get(droplet_name or "") or (by_name.get(base) if i == 1 else None)
+        drain = resize_drain(spec, i, live, private_key, after)
         server = Server(
             replica_name("server", i),
             ServerArgs(
@@ -110,9 +181,7 @@ def build_replicas(
                 vpc=network.vpc if network is not None and not outside_vpc else None,
                 ssh_keys=replicas[0].server.ssh_keys if replicas else None,
                 key_resources=replicas[0].server.key_resources if replicas else None,
-                # A droplet change (a resize powers it off) waits until the previous replica
-                # is back in the rotation: one droplet out of service at a time.
-                after=[previous.rotation.command] if previous is not None and previous.rotation else None,
+                after=[*after, *([drain] if drain is not None else [])] or None,
             ),
         )
         droplet_id = server.droplet.id if server.droplet is not None else None
@@ -138,16 +207,16 @@ def build_replicas(
         )
         replica = Replica(index=i, server=server, provision=provision, site=site, url=url)
         for app in spec.apps:
-            after: list[pulumi.Resource] = [site]
+            app_after: list[pulumi.Resource] = [site]
             if previous is not None:
-                after.append(previous.apps[app.name])  # roll: one replica at a time
+                app_after.append(previous.apps[app.name])  # roll: one replica at a time
             replica.apps[app.name] = PlumberApp(
                 replica_name(app.name, i),
                 PlumberAppArgs(
                     spec=spec, app=app, base_dir=base_dir, connection=server.connection, base_url=url,
                     sudo=server.sudo,
                 ),
-                opts=pulumi.ResourceOptions(depends_on=after, transformations=on_server),
+                opts=pulumi.ResourceOptions(depends_on=app_after, transformations=on_server),
             )
         # The rotation also names the droplet's size: after a resize (in place, a power cycle)
         # it runs again and so waits until the server serves again before the next one changes.

@@ -36,6 +36,11 @@ def leave_script(spec: StackSpec, token: str) -> str:
     return render("scripts/leave-rotation.sh.j2", token=token, drain_seconds=DRAIN_SECONDS if spec.load_balanced else 0)
 
 
+def rotation_token(name: str) -> str:
+    """What the rotation named `name` records on its server while it holds it in service."""
+    return owner_token(name, join_script(""))
+
+
 @dataclass
 class RotationArgs:
     spec: StackSpec
@@ -48,7 +53,7 @@ class Rotation(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: RotationArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(TYPE, name, None, opts)
-        token = owner_token(name, join_script(""))
+        token = rotation_token(name)
         self.command = script_command(
             f"{name}-join",
             connection=args.connection,
