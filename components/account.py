@@ -255,6 +255,7 @@ def read_live_stack(spec: StackSpec, *, stack: str, project: str, droplet_name: 
     if default is not None:
         if record.kind == "recorded":
             live.vpc_is_region_default = default.id == record.vpc and default.id != ""
-        else:
+        elif record.kind == "legacy":  # an earlier version's stack: its VPC is known by name only
             live.vpc_is_region_default = default.name in names and default.name != region_default_name(spec.region)
+        # a new stack owns no VPC yet (a default left by a destroyed stack of the same names is not its own)
     return live

@@ -18,8 +18,8 @@ same 403, so `pulumi destroy` would fail on it for good. So:
   destroy leaves that empty VPC on the account (Pulumi forgets it without
   calling the API);
 - a stack whose own VPC already is the region's default (made by an earlier
-  version as the first VPC of its region) keeps it with ``retain_on_delete``:
-  destroy leaves it too, instead of failing.
+  version as the first VPC of its region) keeps it, and its name, with
+  ``retain_on_delete``: destroy leaves it too, instead of failing.
 """
 
 from __future__ import annotations
@@ -66,10 +66,13 @@ class Network(pulumi.ComponentResource):
         # Scale-out stacks made before this component had the VPC as the load balancer's
         # child `lb-vpc`: the alias keeps it (and so every droplet in it) as it is.
         old_parent = f"urn:pulumi:{stack}::{project}::plumber-hosting:index:LoadBalancer::lb"
+        # <droplet_name>-vpc before: renamed in place (`name` is not ForceNew, resource_vpc.go:32-37, 145-159).
+        # A stack VPC that is its region's default keeps the name it has: destroy leaves it on the account,
+        # and the same stack made again later must be able to create its VPC under its own name.
+        keep_name = live.vpc_is_region_default and default is not None
         self.vpc = do.Vpc(
             f"{name}-vpc",
-            # <droplet_name>-vpc before: renamed in place (`name` is not ForceNew, resource_vpc.go:32-37, 145-159)
-            name=vpc_name(args.droplet_name, project, stack),
+            name=default.name if keep_name and default is not None else vpc_name(args.droplet_name, project, stack),
             region=spec.region,
             description="plumber-hosting: the stack's droplets (and load balancer)",
             opts=pulumi.ResourceOptions(

@@ -188,6 +188,7 @@ class MockCloud:
     stack_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # stack -> its last up's outputs
     state: dict[str, list[Declared]] = field(default_factory=dict)  # stack -> what its last up declared
     deleted_keys: list[dict[str, Any]] = field(default_factory=list)
+    vpc_ids: dict[str, str] = field(default_factory=dict)  # "<stack>::<resource>" -> id while in the stack's state
 
     # ---- droplets
     def droplet_id(self, stack: str, name: str, inputs: dict[str, Any], ignore: list[str] | None = None) -> str:
@@ -242,7 +243,10 @@ class MockCloud:
         return self.default_vpcs.get(region)
 
     def make_vpc(self, stack: str, resource: str, name: str, region: str) -> str:
-        rid = _stable_id(stack, "digitalocean:index/vpc:Vpc", resource)  # VPC ids are account-wide
+        rid = self.vpc_ids.get(f"{stack}::{resource}") or _stable_id(stack, "digitalocean:index/vpc:Vpc", resource)
+        while f"{stack}::{resource}" not in self.vpc_ids and rid in self.default_vpcs.values() and self.vpcs[rid] != name:
+            rid = str(int(rid) + 1)  # a new VPC: a destroy left the old one on the account as the region's default
+        self.vpc_ids[f"{stack}::{resource}"] = rid
         taken = [vid for vid, n in self.vpcs.items() if n == name and vid != rid]
         if taken:
             raise RuntimeError(f"Error creating VPC: POST https://api.digitalocean.com/v2/vpcs: 422 "
@@ -296,13 +300,16 @@ class MockCloud:
                 continue
             rid = _stable_id(stack, r.type, r.name)
             if r.type == "digitalocean:index/vpc:Vpc":
+                rid = self.vpc_ids.get(f"{stack}::{r.name}", rid)
                 if r.retain_on_delete:
+                    self.vpc_ids.pop(f"{stack}::{r.name}", None)
                     continue  # Pulumi forgets it and leaves it on the account
                 if rid in self.default_vpcs.values():
                     errors.append(DEFAULT_VPC_DELETE.format(id=rid))
                     continue
                 self.vpcs.pop(rid, None)
                 self.vpc_regions.pop(rid, None)
+                self.vpc_ids.pop(f"{stack}::{r.name}", None)
             elif r.type == "digitalocean:index/droplet:Droplet":
                 self.droplets.pop(f"{stack}::{r.name}", None)
             elif r.type == "digitalocean:index/sshKey:SshKey" and not r.retain_on_delete:
