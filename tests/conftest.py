@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# The user's own HOME, before the override: caches kept there (the Go-built Pulumi CLI of
+# toolchain/build.sh, Go's module and build caches) must not be rebuilt in the throwaway one.
+REAL_HOME = os.environ.get("HOME", str(Path.home()))
 _HOME = Path(tempfile.mkdtemp(prefix="plumber-hosting-home-"))
 (_HOME / ".ssh").mkdir(mode=0o700)
 subprocess.run(

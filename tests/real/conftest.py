@@ -23,6 +23,8 @@ from pathlib import Path
 import pytest
 from pulumi import automation as auto
 
+from tests.conftest import REAL_HOME
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -40,7 +42,9 @@ def toolchain_env() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def pulumi_bin() -> Path:
     """The directory holding the pinned `pulumi` (built once, then from the cache)."""
-    done = subprocess.run([str(ROOT / "toolchain" / "build.sh"), "--bin"], capture_output=True, text=True)
+    # With the user's HOME (tests/conftest.py swaps in a throwaway one): the cache lives there.
+    env = {**os.environ, "HOME": REAL_HOME}
+    done = subprocess.run([str(ROOT / "toolchain" / "build.sh"), "--bin"], capture_output=True, text=True, env=env)
     if done.returncode != 0:
         pytest.fail(f"toolchain/build.sh failed:\n{done.stderr[-3000:]}")
     return Path(done.stdout.strip().splitlines()[-1])
