@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bench.scale import CountResult, ScaleResult
 from bench.serving import (
+    CPU_BASELINE_GOAL,
     CPU_CONNECTIONS,
     CPU_WORKERS,
     IO_CONNECTIONS,
@@ -17,6 +18,7 @@ from bench.serving import (
     WORKERS,
     Measure,
     ServingResults,
+    cpu_baseline,
 )
 
 IO_GOAL = 3.8  # x 1 worker, at 4 workers
@@ -24,6 +26,7 @@ CPU_GOAL = 1.8  # x 1 worker, at 2 workers
 PROXY_GOAL = 0.9  # nginx / direct, requests/s
 SCALE_GOAL_S = 3.0  # evaluation of 100 apps
 LINEAR_SLACK = 1.5  # per-app cost may grow at most this much from 10->100 to 100->200 apps
+CPU_BASELINE_WHAT = "CPU endpoint, 1 worker ÷ plumberDeploy's process (same host, same run)"
 
 
 @dataclass
@@ -32,10 +35,11 @@ class Goal:
     figure: str
     target: str
     met: bool
+    verdicts: tuple[str, str] = ("met", "**MISSED**")
 
     @property
     def mark(self) -> str:
-        return "met" if self.met else "**MISSED**"
+        return self.verdicts[0] if self.met else self.verdicts[1]
 
 
 def x(value: float) -> str:
@@ -62,6 +66,10 @@ def goals(serving: ServingResults | None, sizes: list[ScaleResult]) -> list[Goal
         cpu2 = serving.find("ours", "nginx", "/cpu", 2).result.rps
         out.append(Goal("CPU endpoint, 2 workers vs 1 (2 cores)", x(cpu2 / cpu1), f">= {CPU_GOAL}×",
                         cpu2 / cpu1 >= CPU_GOAL))
+        baseline = cpu_baseline(serving)
+        if baseline is not None:  # issue 23 point 15: a worker slowed down by its own setup (threads left at nice 10)
+            out.append(Goal(CPU_BASELINE_WHAT, x(baseline[0]), f">= {CPU_BASELINE_GOAL}×", baseline[1],
+                            ("PASS", "**FAIL**")))
         via = serving.find("ours", "nginx", "/ping").result
         direct = best_direct(serving).result
         out.append(Goal("proxy overhead: /ping through nginx vs straight to the worker (its faster mode)",
@@ -138,7 +146,14 @@ def serving_tables(s: ServingResults) -> list[str]:
         pd_rps = s.find("plumberDeploy", "nginx", endpoint).result.rps
         one = s.find("ours", "nginx", endpoint, 1).result.rps
         others = ", ".join(f"{w}: {x(s.find('ours', 'nginx', endpoint, w).result.rps / pd_rps)}" for w in more)
-        lines.append(row([f"`{endpoint}`", f"{pd_rps:.1f}", x(one / pd_rps), others or "–"]))
+        verdict = ""
+        if endpoint == "/cpu":
+            verdict = f" (bar >= {CPU_BASELINE_GOAL}×: {'PASS' if one / pd_rps >= CPU_BASELINE_GOAL else '**FAIL**'})"
+        lines.append(row([f"`{endpoint}`", f"{pd_rps:.1f}", x(one / pd_rps) + verdict, others or "–"]))
+    if s.threads:
+        lines += ["", "Threads by nice (`ps -eLo ni`, once the setups were up): " + "; ".join(
+            f"{who}: " + ", ".join(f"{n} at nice {ni}" for ni, n in sorted(by.items())) for who, by in s.threads.items())
+            + "."]
 
     lines += [
         "",
@@ -257,6 +272,10 @@ def plot(serving: ServingResults | None, sizes: list[ScaleResult], path: Path) -
         ax.bar(list(xs), one, 0.27, label="plumber-hosting, 1 worker")
         ax.bar([i + 0.27 for i in xs], more, 0.27, label="plumber-hosting, most workers")
         ax.set_xticks(list(xs), [f"{e}\n({best[e]} w)" if best[e] > 1 else e for e in endpoints])
+        cpu_one = one[endpoints.index("/cpu")]
+        ax.hlines(CPU_BASELINE_GOAL, 1 - 0.3, 1 + 0.13, colors="r", linestyles="--",
+                  label=f"/cpu bar, 1 worker: {CPU_BASELINE_GOAL}× ({cpu_one:.2f}×: "
+                        f"{'PASS' if cpu_one >= CPU_BASELINE_GOAL else 'FAIL'})")
         ax.set(ylabel="req/s ÷ plumberDeploy", title="Same host, same run")
         ax.legend(fontsize=8)
     ax = axes[-1]

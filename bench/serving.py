@@ -51,6 +51,9 @@ IO_CONNECTIONS = 16  # >= 2 per worker at 8 workers; the same offered load for e
 CPU_CONNECTIONS = 4
 PING_CONNECTIONS = 8
 CLOSE = ("-H", "Connection: close")
+# One worker against plumberDeploy's process on the CPU-bound endpoint: the same R, the same work, the same
+# host; below this, something (issue 23 point 15: worker threads left at nice 10) slows our worker down.
+CPU_BASELINE_GOAL = 0.98
 
 # plumberDeploy's files (inst/server/plumber.service and plumber-api.conf), filled in
 # as do_deploy_api(path = "pdbench", port = 8000) fills them in.
@@ -162,6 +165,7 @@ class ServingResults:
     measures: list[Measure] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
     host: dict[str, str] = field(default_factory=dict)
+    threads: dict[str, dict[str, int]] = field(default_factory=dict)  # setup -> nice -> threads (ps -eLo)
 
     def find(self, setup: str, path: str, endpoint: str, workers: int = 1) -> Measure:
         for m in self.measures:
@@ -175,16 +179,35 @@ def app_name(workers: int) -> str:
 
 
 def lab_config(h: HostState, sources: dict[int, Path], workers: dict[int, int] | None = None) -> dict[str, Any]:
-    """One app per worker count (`bench1` .. `bench8`), each with its own source and port range."""
+    """One app per worker count (`bench1` .. `bench8`, those in `sources`), each with its own source and
+    port range."""
     cfg = stack_config("local")
     cfg.update(host={"address": h.address, "user": "root", "port": 22}, ssh_private_key_file=h.key_path)
     cfg.pop("forward_root", None)
     cfg["apps"] = [
         {"name": app_name(w), "source": str(sources[w]), "workers": (workers or {}).get(w, w),
          "port": 20000 + 100 * i, "health_path": "/health"}
-        for i, w in enumerate(WORKERS)
+        for i, w in enumerate(WORKERS) if w in sources
     ]
     return cfg
+
+
+def cpu_baseline(s: ServingResults) -> tuple[float, bool] | None:
+    """1 worker ÷ plumberDeploy's process on `/cpu` (medians), and whether it reaches CPU_BASELINE_GOAL."""
+    try:
+        ratio = s.find("ours", "nginx", "/cpu", 1).result.rps / s.find("plumberDeploy", "nginx", "/cpu").result.rps
+    except KeyError:
+        return None
+    return ratio, ratio >= CPU_BASELINE_GOAL
+
+
+def cpu_baseline_line(s: ServingResults) -> str:
+    got = cpu_baseline(s)
+    if got is None:
+        return "CPU endpoint, 1 worker ÷ plumberDeploy's process: not measured"
+    ratio, ok = got
+    return (f"CPU endpoint, 1 worker ÷ plumberDeploy's process: {ratio:.2f}× (bar: >= {CPU_BASELINE_GOAL}×): "
+            f"{'PASS' if ok else 'FAIL'}")
 
 
 def live_ports(result: UpResult, app: str) -> list[int]:
@@ -195,11 +218,12 @@ def live_ports(result: UpResult, app: str) -> list[int]:
 
 
 class Serving:
-    def __init__(self, lab: Lab, work: Path, log: Callable[[str], None] = print) -> None:
+    def __init__(self, lab: Lab, work: Path, log: Callable[[str], None] = print, cpu_only: bool = False) -> None:
         self.lab = lab
         self.h = lab.state.hosts[0]  # type: ignore[union-attr]
         self.prefix = ("ip", "netns", "exec", self.h.netns)
-        self.sources = {w: work / app_name(w) for w in WORKERS}
+        self.cpu_only = cpu_only  # the /cpu rows alone (bench1, bench2 and the baseline): python -m bench.serving --cpu
+        self.sources = {w: work / app_name(w) for w in (CPU_WORKERS if cpu_only else WORKERS)}
         for source in self.sources.values():
             shutil.copytree(APP_SOURCE, source)
         self.engine = Engine(work / "state.json")
@@ -234,7 +258,8 @@ class Serving:
 
     # --- the run ------------------------------------------------------------------
     def run(self) -> ServingResults:
-        first = self.up(f"first deploy ({len(WORKERS)} apps: {', '.join(map(str, WORKERS))} workers; "
+        counts = sorted(self.sources)
+        first = self.up(f"first deploy ({len(counts)} apps: {', '.join(map(str, counts))} workers; "
                         "provision and site if new)")
         self.results.host = self.host_facts()
         noop = self.up("no-op up")
@@ -249,23 +274,27 @@ class Serving:
 
         pd = f"http://127.0.0.1:{PD_NGINX_PORT}/{PD_PATH}"
         # 1. I/O-bound, by worker count, and the baseline next to it
-        for w in WORKERS:
-            ours("/io", w, IO_CONNECTIONS)
-        targets.append(self.target("plumberDeploy", "nginx", "/io", 1, f"{pd}/io", IO_CONNECTIONS))
+        if not self.cpu_only:
+            for w in WORKERS:
+                ours("/io", w, IO_CONNECTIONS)
+            targets.append(self.target("plumberDeploy", "nginx", "/io", 1, f"{pd}/io", IO_CONNECTIONS))
         # 2. CPU-bound
         for w in CPU_WORKERS:
             ours("/cpu", w, CPU_CONNECTIONS)
         targets.append(self.target("plumberDeploy", "nginx", "/cpu", 1, f"{pd}/cpu", CPU_CONNECTIONS))
         # 3. proxy overhead: nginx -> one worker vs straight to it; 4. the same for plumberDeploy
-        ours("/ping", 1, PING_CONNECTIONS)
-        direct = f"http://127.0.0.1:{port}/ping"
-        targets.append(self.target("ours", "direct", "/ping", 1, direct, PING_CONNECTIONS, CLOSE))
-        targets.append(self.target("ours", "direct keep-alive", "/ping", 1, direct, PING_CONNECTIONS))
-        targets.append(self.target("plumberDeploy", "nginx", "/ping", 1, f"{pd}/ping", PING_CONNECTIONS))
-        targets.append(self.target("plumberDeploy", "direct", "/ping", 1, f"http://127.0.0.1:{PD_PORT}/ping",
-                                   PING_CONNECTIONS, CLOSE))
+        if not self.cpu_only:
+            ours("/ping", 1, PING_CONNECTIONS)
+            direct = f"http://127.0.0.1:{port}/ping"
+            targets.append(self.target("ours", "direct", "/ping", 1, direct, PING_CONNECTIONS, CLOSE))
+            targets.append(self.target("ours", "direct keep-alive", "/ping", 1, direct, PING_CONNECTIONS))
+            targets.append(self.target("plumberDeploy", "nginx", "/ping", 1, f"{pd}/ping", PING_CONNECTIONS))
+            targets.append(self.target("plumberDeploy", "direct", "/ping", 1, f"http://127.0.0.1:{PD_PORT}/ping",
+                                       PING_CONNECTIONS, CLOSE))
 
         self.sh(PD_UP, stdin=(APP_SOURCE / "plumber.R").read_bytes())
+        self.results.threads = self.thread_nice()
+        self.log(f"  threads per nice (ps -eLo ni): {self.results.threads}")
         try:
             for t in targets:
                 self.wrk(t, WARMUP)
@@ -280,8 +309,10 @@ class Serving:
                              f"{res.rps:8.1f} req/s  p50 {res.p50_ms:7.1f} ms  p99 {res.p99_ms:7.1f} ms")
         finally:
             self.sh(PD_DOWN)
+        self.log(f"  {cpu_baseline_line(self.results)}")
 
-        self.changes()
+        if not self.cpu_only:
+            self.changes()
         t0 = time.monotonic()
         gone = self.engine.destroy()
         self.results.changes.append(Change("destroy", gone.ran, time.monotonic() - t0))
@@ -297,6 +328,18 @@ class Serving:
         for result, app in ((code, app_name(big)), (scaled, app_name(2))):
             assert result.ran and all(r.startswith(f"update {app}-") for r in result.ran), result.ran
 
+    def thread_nice(self) -> dict[str, dict[str, int]]:
+        """`bench1` (1 worker) and plumberDeploy's process: how many of their threads run at each nice."""
+        out: dict[str, dict[str, int]] = {}
+        for line in self.sh("ps -eLo unit=,ni=").splitlines():
+            unit, ni = line.split()
+            who = ("plumber-hosting, 1 worker" if unit.startswith(f"plumber-{app_name(1)}@")
+                   else "plumberDeploy" if unit == f"plumber-{PD_PATH}.service" else None)
+            if who:
+                out.setdefault(who, {})
+                out[who][ni] = out[who].get(ni, 0) + 1
+        return out
+
     def host_facts(self) -> dict[str, str]:
         lines = self.sh(
             "set -euo pipefail; nproc; uname -r; . /etc/os-release; echo \"$PRETTY_NAME\"; nginx -v 2>&1 | head -1; "
@@ -310,7 +353,7 @@ class Serving:
         return facts
 
 
-def run(log: Callable[[str], None] = print) -> ServingResults:
+def run(log: Callable[[str], None] = print, cpu_only: bool = False) -> ServingResults:
     """Stand up the lab if it is down (and take it down again), run, clean up."""
     lab = Lab()
     started = not lab.is_up()
@@ -318,7 +361,7 @@ def run(log: Callable[[str], None] = print) -> ServingResults:
         log("lab: starting one host")
         lab.up(1)
     work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
-    serving = Serving(lab, work, log)
+    serving = Serving(lab, work, log, cpu_only=cpu_only)
     try:
         return serving.run()
     except BaseException:
@@ -334,3 +377,23 @@ def run(log: Callable[[str], None] = print) -> ServingResults:
         if started:
             log("lab: stopping it again")
             lab.down()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m bench.serving --cpu: the CPU-bound rows alone (1 and 2 workers and plumberDeploy's process,
+    ROUNDS interleaved rounds, about 2 minutes); exits 1 if 1 worker ÷ plumberDeploy is below CPU_BASELINE_GOAL.
+    The whole serving part runs in `make bench`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.serving", description=main.__doc__.splitlines()[0])
+    parser.add_argument("--cpu", action="store_true", required=True, help="the /cpu rows and the baseline only")
+    parser.parse_args(argv)
+    results = run(log=lambda s: print(s, flush=True), cpu_only=True)
+    got = cpu_baseline(results)
+    return 0 if got is not None and got[1] else 1
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
