@@ -12,7 +12,9 @@ deploy script, and a release that fails on one server stops there while the
 others keep serving the old one. Likewise droplet i waits for replica i-1's
 rotation: a droplet change (a resize powers the droplet off) reaches the next
 droplet only once the previous one serves again, and a new stack's droplets
-are built one after another. Nothing a replica declares depends on the
+are built one after another; a resize first takes the droplet out of the
+rotation (``resize_drain``). With a reserved IP, the IP moves to the droplet
+only once it serves (``Server.serve_at_reserved_ip``). Nothing a replica declares depends on the
 number of replicas, so adding or removing one leaves the others untouched.
 """
 

@@ -124,9 +124,17 @@ class Server(pulumi.ComponentResource):
             # a new droplet (a replacement) is built while the reserved IP still points at the
             # old one, which keeps serving; the IP moves only once the new one serves
             # (serve_at_reserved_ip, called by components/fleet.py after the rotation).
-            # An upgrade from a version that connected through the reserved IP changes every
-            # command's connection.host, so each runs once more (README, "Changes that replace
-            # a server"): the scripts are idempotent, and the same upgrade changes their text anyway.
+            # Upgrade: a version that connected through the reserved IP recorded it as every
+            # command's connection.host. Any input change is an Update (pulumi-go-provider v1.3.0
+            # infer/resource.go:1194-1216 diffs old inputs against new), and a Command's Update
+            # runs its script (pulumi-command v1.2.1 commandController.go:63-83), so each command
+            # runs once more on the same droplet; each app's upload is copied again (the host is in
+            # its triggers, components/app.py). That costs nothing extra here: the same upgrade
+            # changes every script's text (the droplet check in the preamble), which re-runs each
+            # of them anyway, and the scripts are idempotent. The alternative, the reserved IP as
+            # host while the droplet holds it and its own address only for a new one, would flip
+            # back at the `up` after every replacement and run everything again; this host never
+            # changes while the droplet stays, so nothing re-runs after the upgrade.
             host = pulumi.Output.all(self.droplet.ipv4_address, firewall.id).apply(lambda v: v[0])
             self.ready.append(firewall)
             if spec.reserved_ip:
