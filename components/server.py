@@ -189,8 +189,11 @@ class Server(pulumi.ComponentResource):
         assignment's delete, in the delete phase, unassigns only if the IP is still on the old
         droplet (``resourceDigitalOceanReservedIPAssignmentDelete``: here it is not). A failed
         build stops the run before this step, so the IP stays on the old droplet, which keeps
-        serving; the engine deletes nothing after a failure, and the old droplet is deleted only
-        in the delete phase of the `up` that completes the replacement.
+        serving. The old droplet is deleted only in the delete phase, which runs once the program's
+        creates and updates have all succeeded (pulumi/pulumi 1b5949891b
+        pkg/resource/deploy/deployment_executor.go, ``Execute`` :328-332 calls ``performPostSteps``,
+        whose ``GenerateDeletes`` :486 also takes the deletes a failed run left pending,
+        step_generator.go :2325-2328): the next `up` that succeeds finishes the replacement.
         Same name and parent as before it moved here: an upgrade keeps the resource (no diff).
         """
         if self.reserved_ip is None:
