@@ -9,19 +9,25 @@ SHELL := /bin/bash
 VENV ?= .venv
 PYTHON ?= $(VENV)/bin/python
 PYTEST := $(PYTHON) -m pytest
+# The Pulumi CLI that `make pulumi` builds from Go modules (toolchain/build.sh), first on PATH for every
+# target, and its offline settings (toolchain/pulumi.env, the one place they are set).
+PULUMI_BIN := $(shell toolchain/build.sh --where)
+export PATH := $(PULUMI_BIN):$(PATH)
+include toolchain/pulumi.env
+export $(shell sed -n 's/^\([A-Z_]*\)=.*/\1/p' toolchain/pulumi.env)
 APT_PACKAGES := $(shell cat tests/lab/apt-packages.txt 2>/dev/null) \
 	python3-venv nginx libnginx-mod-http-js shellcheck r-base-core r-cran-plumber r-cran-digest curl openssl wrk make \
 	nmap testssl.sh chromium \
 	golang-go golang-golang-x-crypto-dev golang-github-pkg-sftp-dev
 
-.PHONY: unit-loop bench security-report bench-release bench-transport test deps apt venv lint test-unit test-static test-e2e lab lab-down lab-status clean
+.PHONY: unit-loop bench security-report bench-release bench-transport test deps apt venv pulumi lint test-real test-unit test-static test-e2e lab lab-down lab-status clean
 
 ## test: every tier (lint, unit, static, end-to-end): what the README and .ci/run run
-test: deps lint test-unit test-static test-e2e
+test: deps lint test-unit test-real test-static test-e2e
 
 ## deps: install what the tests need (apt, incl. Go for tests/sshrun; and into the virtualenv with pip:
 ## the program, the tests, the policy pack); quick when already there
-deps: apt venv
+deps: apt venv pulumi
 	@$(PYTHON) -m pip install -q -r requirements-dev.txt -r policy/requirements.txt
 
 apt:
@@ -38,6 +44,11 @@ venv:
 		sys.exit(sys.prefix == sys.base_prefix or "include-system-site-packages = true" in cfg.read_text())' || \
 		{ echo "make: $(PYTHON) is not a virtualenv of its own (one made without --system-site-packages), and pip installs nothing into the system Python: run make without PYTHON= (make deps makes $(VENV)), or remove $(VENV) if it is that one" >&2; exit 1; }
 
+## pulumi: the Pulumi CLI (version pinned in toolchain/) built with Go >= 1.25 from the Go module proxy into
+## a cache outside the checkout (~/.cache/plumber-hosting/toolchain): minutes once, then instant
+pulumi:
+	@toolchain/build.sh
+
 lint:
 	$(PYTHON) -m ruff check .
 
@@ -52,6 +63,10 @@ unit-loop:
 		if $(PYTEST) -q -p no:cacheprovider tests/unit $(wildcard tests/policy) $(wildcard tests/gitops) >/tmp/unit-loop-$$i.log 2>&1; \
 		then pass=$$((pass+1)); else echo "run $$i failed:"; grep -E '^FAILED' /tmp/unit-loop-$$i.log; fi; \
 	done; echo "unit tier: $$pass of $(N) runs passed"; [ $$pass -eq $(N) ]
+
+## test-real: the real Pulumi engine (the CLI `make pulumi` built) on what it alone decides: protection, destroy
+test-real:
+	$(PYTEST) -q tests/real
 
 ## test-static: every rendered file through nginx -t, systemd-analyze, shellcheck
 test-static:

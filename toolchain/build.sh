@@ -4,7 +4,7 @@
 #
 # Output: a cache outside the checkout, keyed by what is pinned, so a second clone on the same
 # machine reuses it in seconds:  ${PLUMBER_HOSTING_TOOLCHAIN:-$HOME/.cache/plumber-hosting/toolchain}/<key>/bin
-# `toolchain/build.sh --bin` prints that directory (building first if needed).
+# `toolchain/build.sh --bin` prints that directory (building first if needed); `--where` prints it only.
 #
 # What is NOT here, and why (issue "Run by Pulumi itself"): the Python language host
 # (module github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3) and pulumi-command's
@@ -32,6 +32,7 @@ fi
 key=$(cat "$here/go.mod" "$here/go.sum" "$here/build.sh" | sha256sum | cut -c1-16)
 root=${PLUMBER_HOSTING_TOOLCHAIN:-$HOME/.cache/plumber-hosting/toolchain}
 out=$root/pulumi-$version-$key
+if [ "${1:-}" = "--where" ]; then echo "$out/bin"; exit 0; fi   # where it is (or will be), building nothing
 if [ "${1:-}" = "--bin" ] && [ -x "$out/bin/pulumi" ]; then echo "$out/bin"; exit 0; fi
 
 if [ ! -x "$out/bin/pulumi" ]; then
