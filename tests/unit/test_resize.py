@@ -12,11 +12,17 @@ still waits for replica i-1 to serve again.
 from __future__ import annotations
 
 import copy
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from components.loadbalancer import DRAIN_SECONDS
 from components.rotation import rotation_token
 from tests.program import MockCloud, ProgramRun, run_program, stack_config
+from tests.static.rendered import script_of
 
 SECRETS = ("ssh_private_key", "alerts")
 SMALL, LARGE = "s-1vcpu-2gb", "s-2vcpu-4gb"
@@ -101,6 +107,23 @@ def test_no_resize_runs_nothing() -> None:
     after = run(cloud, size=LARGE)  # the next run: the droplet has its size, nothing drains it again
     assert resized.named(leave(1)).inputs.get("update")
     assert after.named(leave(1)).inputs.get("update") is None
+
+
+def test_the_leave_command_is_strict_shell(tmp_path: Path) -> None:
+    """The whole command text (what the login shell runs) and its script pass bash -n and shellcheck."""
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck not installed")
+    cloud = MockCloud()
+    run(cloud)
+    text = run(cloud, size=LARGE).named(leave(2)).inputs["create"]
+    for name, body in (("command", text), ("script", script_of(text))):
+        path = tmp_path / f"{name}.sh"
+        path.write_text("#!/bin/bash\n" + body)
+        assert subprocess.run(["bash", "-n", str(path)], capture_output=True).returncode == 0, name
+        res = subprocess.run([shellcheck, "-s", "bash", "-S", "style", str(path)], capture_output=True, text=True)
+        assert res.returncode == 0, f"{name}:\n{res.stdout}"
+    assert "\nset -euo pipefail\n" in script_of(text)
 
 
 def test_one_server_has_no_rotation_leave() -> None:
