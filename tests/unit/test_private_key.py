@@ -60,3 +60,40 @@ def test_normalized_key_is_ssh_keygens_bytes(name: str) -> None:
     from components.config import normalize_private_key
 
     assert normalize_private_key(VARIANTS[name][1]) == KEY
+
+
+def test_a_stale_ssh_agent_socket_stops_the_run_before_any_resource(tmp_path: Path) -> None:
+    """pulumi-command dials SSH_AUTH_SOCK on every connection (connection_unix.go tryGetDefaultAgentSocket):
+    one left over from a closed session fails every remote command, so the program says so first."""
+    import socket
+
+    from components.keys import agent_problem
+
+    gone = tmp_path / "agent.1234"
+    assert agent_problem({"SSH_AUTH_SOCK": str(gone)}) is not None
+    dead = tmp_path / "agent.dead"  # the socket file is there, its agent is not
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(dead))
+    s.close()
+    assert "no SSH agent answers" in (agent_problem({"SSH_AUTH_SOCK": str(dead)}) or "")
+    live = tmp_path / "agent.live"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(live))
+    server.listen(1)
+    try:
+        assert agent_problem({"SSH_AUTH_SOCK": str(live)}) is None
+    finally:
+        server.close()
+    assert agent_problem({}) is None
+
+
+def test_the_program_names_a_stale_agent_before_registering_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from components.config import ConfigError
+
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "agent.gone"))
+    registered: list[str] = []
+    with pytest.raises(ConfigError, match=r"SSH_AUTH_SOCK: names .*agent\.gone.*unset SSH_AUTH_SOCK"):
+        run_program(existing_host(), stack="local", on_register=lambda d: registered.append(d.urn) or {})
+    assert registered == []
