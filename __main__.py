@@ -35,8 +35,8 @@ live = (
 network = Network("network", NetworkArgs(spec=spec, droplet_name=droplet_name, live=live)) if live is not None else None
 # With replicas >= 2: a load balancer in front, TLS ends there.
 front = (
-    LoadBalancer("lb", LoadBalancerArgs(spec=spec, droplet_name=droplet_name, vpc=network.vpc))
-    if spec.load_balanced and network is not None
+    LoadBalancer("lb", LoadBalancerArgs(spec=spec, droplet_name=droplet_name, vpc=network.vpc, tag=live.lb_tag))
+    if spec.load_balanced and network is not None and live is not None
     else None
 )
 
@@ -105,4 +105,5 @@ if len(replicas) > 1:
     pulumi.export("servers", [{"ip": r.server.address, "ssh": r.server.ssh_command} for r in replicas])
 if network is not None:  # read back by the next run (components/account.py stack_record)
     key = first.server.key_resources[0] if first.server.key_resources else None
-    pulumi.export(RECORD_OUTPUT, owned_ids(key, network.vpc, network.region_default))
+    lb_tag = front.tag.name if front is not None else ""
+    pulumi.export(RECORD_OUTPUT, owned_ids(key, network.vpc, network.region_default, lb_tag))

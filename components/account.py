@@ -43,6 +43,7 @@ from components.droplet_rules import (
     LiveStack,
     StackRecord,
     Vpc,
+    lb_tag_name,
     legacy_vpc_name,
     project_tag,
     region_default_name,
@@ -92,8 +93,11 @@ def _read(what: str, read: Callable[[], T]) -> T:
 def stack_record() -> StackRecord:
     """The ids the stack's last `up` exported as ``owned_ids``, read from its own state.
 
-    The engine routes invokes of package ``pulumi`` to its builtin provider
-    (pulumi/pulumi pkg/resource/deploy/providers/registry.go:375-376), whose
+    The engine lets invokes of package ``pulumi`` through without a default provider
+    (pulumi/pulumi pkg/resource/deploy/default_providers.go:266-269; the Python SDK
+    sends its own ``pulumi:pulumi:getResource`` the same way,
+    sdk/python/lib/pulumi/runtime/resource.py:587) and routes them to its builtin
+    provider (pkg/resource/deploy/providers/registry.go:375-376), whose
     ``pulumi:pulumi:readStackOutputs`` reads a stack's outputs through the backend
     (pkg/resource/deploy/builtins.go:339-343, readStackReference :371-419;
     pkg/backend/backend.go:399-428). With the file (diy) backend, GetStack makes a
@@ -104,9 +108,11 @@ def stack_record() -> StackRecord:
     In a preview nothing is written, so the read gives the last `up`'s outputs;
     during an `up` the root stack resource is a Same step, which keeps its old
     outputs (pkg/resource/deploy/step.go:177-179) until the program registers the
-    new ones at its end, after every read here. Builtin reads run in previews as
-    in updates (invokes are not skipped in a preview; the lines are from pulumi
-    1b5949891b, v3.259.0+14, the newest stored copy).
+    new ones at its end, after every read here. ResourceMonitor.Invoke calls the
+    provider in a preview as in an update (pkg/resource/deploy/source_eval.go:1156-1164).
+    Line numbers are from pulumi 1b5949891b (v3.259.0+14, the newest stored copy;
+    the CLI pinned is 3.272.0). Under mocks, tests/program.py answers the invoke
+    with the outputs of the stack's last run.
     """
     name = f"{pulumi.get_organization() or 'organization'}/{pulumi.get_project()}/{pulumi.get_stack()}"
     try:
@@ -126,18 +132,22 @@ def stack_record() -> StackRecord:
         ssh_key=str(owned.get("ssh_key") or ""),
         vpc=str(owned.get("vpc") or ""),
         region_default=str(owned.get("region_default") or ""),
+        lb_tag=str(owned.get("lb_tag") or ""),
     )
 
 
 def owned_ids(
-    ssh_key: pulumi.Resource | None, vpc: pulumi.Resource | None, region_default: pulumi.Resource | None
+    ssh_key: pulumi.Resource | None,
+    vpc: pulumi.Resource | None,
+    region_default: pulumi.Resource | None,
+    lb_tag: pulumi.Input[str] = "",
 ) -> dict[str, pulumi.Input[str]]:
     """What the stack exports as ``owned_ids`` for its next run's ``stack_record``."""
 
     def rid(r: pulumi.Resource | None) -> pulumi.Input[str]:
         return r.id if isinstance(r, pulumi.CustomResource) else ""
 
-    return {"ssh_key": rid(ssh_key), "vpc": rid(vpc), "region_default": rid(region_default)}
+    return {"ssh_key": rid(ssh_key), "vpc": rid(vpc), "region_default": rid(region_default), "lb_tag": lb_tag}
 
 
 # ------------------------------------------------------------- SSH keys
@@ -239,6 +249,7 @@ def read_live_stack(spec: StackSpec, *, stack: str, project: str, droplet_name: 
     live = LiveStack(record=record)
     if spec.existing_host:
         return live
+    live.lb_tag = lb_tag_name(droplet_name, project, stack, record)
     live.droplets = stack_droplets(stack, project)
     names = [vpc_name(droplet_name, project, stack), legacy_vpc_name(droplet_name)]
     problems, outside = replacement_problems(spec, live.droplets, names, record.vpc)

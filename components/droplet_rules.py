@@ -61,6 +61,29 @@ def legacy_vpc_name(droplet_name: str) -> str:
     return f"{droplet_name}-vpc"
 
 
+def project_name(droplet_name: str, project: str, stack: str) -> str:
+    """The DigitalOcean project grouping the stack's resources. Project names are unique per account (the API's
+    projects create: "the name must be unique"), and `name` updates in place (not ForceNew:
+    digitalocean/project/resource_project.go:31-38, sent by Update :225-240)."""
+    return f"{droplet_name} ({project}/{stack})"[:175]
+
+
+def lb_tag_name(droplet_name: str, project: str, stack: str, record: StackRecord) -> str:
+    """The tag that puts a droplet behind this stack's load balancer (and its firewall).
+
+    A tag is account-wide: with one name for two stacks, each load balancer would send requests to
+    the other's droplets too. A new stack's carries its project and stack; a stack keeps the tag it
+    has (its name is ForceNew, digitalocean/tag/resource_tag.go:23-27: a new tag would leave the load
+    balancer with no droplet until each droplet had it), as recorded, or ``<droplet_name>-lb`` for a
+    stack of an earlier version.
+    """
+    if record.kind == "recorded" and record.lb_tag:
+        return record.lb_tag
+    if record.kind == "legacy":
+        return do_tag(f"{droplet_name}-lb")
+    return do_tag(f"{droplet_name}-lb-{project}-{stack}")
+
+
 def region_default_name(region: str) -> str:
     """The VPC a stack creates first in a region with none: it becomes the region's default."""
     return f"plumber-hosting-default-{region}"
@@ -104,6 +127,7 @@ class StackRecord:
     ssh_key: str = ""
     vpc: str = ""
     region_default: str = ""
+    lb_tag: str = ""  # the load balancer's droplet tag, by name (tags have no other id)
 
 
 @dataclass
@@ -115,6 +139,7 @@ class LiveStack:
     outside_vpc: bool = False  # the one-server droplet predates the stack's VPC: it stays where it is
     region_default: Vpc | None = None  # the region's default VPC, None when the region has none yet
     vpc_is_region_default: bool = False  # the stack's own VPC was the first in its region
+    lb_tag: str = ""  # with replicas >= 2: the load balancer's droplet tag (lb_tag_name)
 
 
 # ---------------------------------------------------------------- rules

@@ -33,7 +33,7 @@ ANYWHERE = ["0.0.0.0/0", "::/0"]
 
 
 def tag_name(droplet_name: str) -> str:
-    """The tag that puts a droplet behind this stack's load balancer."""
+    """The tag of a stack made by an earlier version (components/droplet_rules.py lb_tag_name names them now)."""
     return re.sub(r"[^A-Za-z0-9:_-]", "-", f"{droplet_name}-lb")
 
 
@@ -62,6 +62,7 @@ class LoadBalancerArgs:
     spec: StackSpec
     droplet_name: str
     vpc: do.Vpc  # the stack's own (components/network.py), which its droplets are in from the start
+    tag: str = ""  # the droplets' tag (components/droplet_rules.py lb_tag_name); "" for tag_name(droplet_name)
 
 
 class LoadBalancer(pulumi.ComponentResource):
@@ -80,7 +81,8 @@ class LoadBalancer(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         self.vpc = args.vpc
-        self.tag = do.Tag(f"{name}-tag", name=tag_name(base), opts=child)
+        # Unique per stack: a tag is account-wide, and the load balancer sends requests to every droplet with it.
+        self.tag = do.Tag(f"{name}-tag", name=args.tag or tag_name(base), opts=child)
 
         rules = [
             do.LoadBalancerForwardingRuleArgs(entry_port=80, entry_protocol="http", target_port=80, target_protocol="http"),

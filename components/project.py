@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_digitalocean as do
 
+from components.droplet_rules import project_name
+
 TYPE = "plumber-hosting:index:Project"
 
 
@@ -32,13 +34,14 @@ class Project(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ProjectArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(TYPE, name, None, opts)
+        # Project names are unique per account: two stacks with one droplet_name each get their own.
         self.project = do.Project(
             f"{name}-group",
-            name=args.droplet_name,
+            name=project_name(args.droplet_name, pulumi.get_project(), args.stack),
             description=f"plumber-hosting, stack {args.stack}",
             purpose="Web Application",
             environment=environment(args.stack),
             resources=args.resources,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.register_outputs({"name": args.droplet_name, "environment": environment(args.stack)})
+        self.register_outputs({"name": self.project.name, "environment": environment(args.stack)})

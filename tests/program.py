@@ -189,6 +189,8 @@ class MockCloud:
     state: dict[str, list[Declared]] = field(default_factory=dict)  # stack -> what its last up declared
     deleted_keys: list[dict[str, Any]] = field(default_factory=list)
     vpc_ids: dict[str, str] = field(default_factory=dict)  # "<stack>::<resource>" -> id while in the stack's state
+    projects: dict[str, str] = field(default_factory=dict)  # "<stack>::<resource>" -> name (unique per account)
+    tags: dict[str, set[str]] = field(default_factory=dict)  # tag -> the stacks whose program declares it
 
     # ---- droplets
     def droplet_id(self, stack: str, name: str, inputs: dict[str, Any], ignore: list[str] | None = None) -> str:
@@ -256,6 +258,18 @@ class MockCloud:
         self.vpcs[rid] = name
         self.vpc_regions[rid] = region
         return rid
+
+    # ---- projects and tags
+    def make_project(self, stack: str, resource: str, name: str) -> None:
+        key = f"{stack}::{resource}"
+        if any(n == name and k != key for k, n in self.projects.items()):
+            raise RuntimeError(f"Error creating Project: POST https://api.digitalocean.com/v2/projects: 409 "
+                               f"name '{name}' is already in use (project names are unique per account)")
+        self.projects[key] = name
+
+    def declare_tag(self, stack: str, name: str) -> None:
+        """A tag is account-wide: a second stack declaring it would share its load balancer's droplets."""
+        self.tags.setdefault(name, set()).add(stack)
 
     # ---- SSH keys
     def upload_key(self, stack: str, resource: str, name: str, public_key: str, fingerprint: str) -> str:
@@ -363,6 +377,10 @@ class _Mocks(pulumi.runtime.Mocks):
         if args.typ == "digitalocean:index/vpc:Vpc":  # VPC ids are account-wide: one per stack
             rid = self.cloud.make_vpc(_scope(), args.name, str(args.inputs.get("name")),
                                       str(args.inputs.get("region")))
+        if args.typ == "digitalocean:index/project:Project":
+            self.cloud.make_project(_scope(), args.name, str(args.inputs.get("name")))
+        if args.typ == "digitalocean:index/tag:Tag":
+            self.cloud.declare_tag(_scope(), str(args.inputs.get("name")))
         if args.typ == "digitalocean:index/sshKey:SshKey":  # DigitalOcean's MD5 fingerprint of the key
             digest = hashlib.md5(base64.b64decode(str(args.inputs["publicKey"]).split()[1])).hexdigest()
             state["fingerprint"] = ":".join(digest[i : i + 2] for i in range(0, 32, 2))

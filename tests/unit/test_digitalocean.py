@@ -574,6 +574,28 @@ def test_two_stacks_with_one_droplet_name_both_up() -> None:
     assert "vpcUuid" in staging.named("server-droplet").inputs, "not mistaken for an old droplet outside its VPC"
     assert run("dev", cloud, name="staging") and run("dev", cloud, monitoring=False)  # and again, both
     assert cloud.replaced == []
+    # DigitalOcean project names are unique per account too
+    assert {r.named("project-group").inputs["name"] for r in (dev, staging)} == {
+        "plumber-dev (plumber-hosting/dev)", "plumber-dev (plumber-hosting/staging)"}
+
+
+def test_two_scaled_out_stacks_with_one_droplet_name_have_their_own_load_balancer_tag() -> None:
+    """Point 3: a tag is account-wide, and a load balancer sends requests to every droplet carrying its tag:
+    two stacks with one droplet_name must not share it (each would serve the other's droplets)."""
+    cloud = MockCloud()
+    scale = run("scale", cloud)
+    other = run("scale", cloud, name="scale-b")
+    tags = [r.named("lb-tag").inputs["name"] for r in (scale, other)]
+    assert tags == ["plumber-scale-lb-plumber-hosting-scale", "plumber-scale-lb-plumber-hosting-scale-b"]
+    assert all(len(stacks) == 1 for stacks in cloud.tags.values()), cloud.tags
+    for r, tag in zip((scale, other), tags, strict=True):
+        assert r.named("lb-balancer").inputs["dropletTag"] == tag
+        assert all(tag in d.inputs["tags"] for d in r.of_type(DROPLET))
+    # the tag never changes once made (a new one would leave the load balancer without droplets for a while):
+    # not with a new droplet_name, and not for a stack of an earlier version (<droplet_name>-lb, recorded nowhere)
+    assert run("scale", cloud, droplet_name="plumber-big").named("lb-tag").inputs["name"] == tags[0]
+    cloud.stack_outputs["scale-b"].pop("owned_ids")
+    assert run("scale", cloud, name="scale-b").named("lb-tag").inputs["name"] == "plumber-scale-lb"
 
 
 def test_two_projects_with_one_stack_and_droplet_name_both_up() -> None:

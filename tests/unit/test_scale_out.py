@@ -124,7 +124,7 @@ def test_n_replicas_behind_a_load_balancer(n: int) -> None:
 
     vpc_id = r.named("network-vpc")
     tag = r.named("lb-tag").inputs["name"]
-    assert tag == "plumber-scale-lb"
+    assert tag == "plumber-scale-lb-plumber-hosting-scale"  # unique per stack: tags are account-wide
     droplets = [r.named(f"{replica('server', i)}-droplet").inputs for i in range(1, n + 1)]
     assert [d["name"] for d in droplets] == [f"plumber-scale-{i}" for i in range(1, n + 1)]
     for d in droplets:
@@ -315,7 +315,8 @@ def test_removing_a_replica_drains_it_first() -> None:
 def test_project_groups_every_droplet_and_the_load_balancer(stack: str, env: str) -> None:
     r = run_program(scale_config(3), stack=stack, secret_keys=("ssh_private_key", "alerts"))
     p = r.named("project-group").inputs
-    assert p["environment"] == env and stack in p["description"] and p["name"] == "plumber-scale"
+    # project names are unique per account: the project and stack are in it
+    assert p["environment"] == env and stack in p["description"] and p["name"] == f"plumber-scale (plumber-hosting/{stack})"
     droplet_urns = [x for x in p["resources"] if x.startswith("do:droplet:")]
     assert len(droplet_urns) == 3 and len(set(droplet_urns)) == 3
     assert [x for x in p["resources"] if x.startswith("do:loadbalancer:")]
