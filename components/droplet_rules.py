@@ -1,7 +1,7 @@
 """What DigitalOcean does to a stack's droplets and VPC, as rules on plain data.
 
-No module here reads the account (components/account.py does, with the provider's
-data sources) and none imports another component: the stack config
+Nothing here reads the account (components/account.py does, with the provider's
+data sources) and nothing here imports another module of the program: the stack config
 (components/config.py) checks ``droplet_problems`` with the rest of the config, and
 components/account.py applies ``replacement_problems`` to what it read, so the user
 gets one message naming the keys before any resource is registered.
@@ -11,10 +11,33 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:  # types only: config.py imports this module
-    from components.config import StackSpec
+
+class StackSpec(Protocol):
+    """What these rules read of components/config.py's StackSpec (structural: config.py imports this
+    module, so this one imports nothing of the program's)."""
+
+    @property
+    def region(self) -> str: ...
+    @property
+    def image(self) -> str: ...
+    @property
+    def monitoring(self) -> bool: ...
+    @property
+    def ipv6(self) -> bool: ...
+    @property
+    def protect(self) -> bool: ...
+    @property
+    def manage_dns(self) -> bool: ...
+    @property
+    def https(self) -> object | None: ...
+    @property
+    def load_balanced(self) -> bool: ...
+    @property
+    def replica_count(self) -> int: ...
+    @property
+    def model_fields_set(self) -> set[str]: ...
 
 
 def droplet_problems(spec: StackSpec) -> list[tuple[str, str]]:
