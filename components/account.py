@@ -202,9 +202,11 @@ def _vpc_name(vpc_id: str) -> str:
 def stack_droplets(stack: str, project: str) -> list[LiveDroplet]:
     """The stack's droplets on the account: tagged ``stack-<stack>``, and not another project's.
 
-    getDroplets lists every droplet and filters on the client side; a set
-    attribute such as ``tags`` matches when any element matches
-    (internal/datalist/values.go:45-53 in terraform-provider-digitalocean).
+    getDroplets lists every droplet and filters on the client side; ``tags`` is a
+    filter key (a set: digitalocean/droplet/droplets.go:111, digitalocean/tag/tags.go:28-34;
+    every non-map attribute is one, internal/datalist/schema.go:130-139) and a set
+    matches when any element equals the value (internal/datalist/values.go:45-53,
+    exact match case-insensitively, :17-20; terraform-provider-digitalocean 401992a).
     Droplets made before the project tag have none and are taken as this stack's.
     """
     mine, ours = stack_tag(stack), project_tag(project)
