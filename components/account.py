@@ -257,7 +257,7 @@ def read_live_stack(spec: StackSpec, *, stack: str, project: str, droplet_name: 
     problems, outside = replacement_problems(spec, live.droplets, names, record.vpc)
     if problems:
         raise ConfigError(format_problems(problems))
-    live.outside_vpc = bool(outside) and spec.replica_count == 1
+    live.outside_vpc = bool(outside) and spec.replica_count == 1 and not spec.move_to_vpc
     if live.outside_vpc:
         pulumi.log.warn(
             f"droplet {outside[0]} predates the stack's VPC {names[0]}; it stays where it is. Scaling out "

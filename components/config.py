@@ -68,6 +68,7 @@ DROPLET_ONLY = (
     # components/droplet_rules.py
     "protect",
     "resize_disk",
+    "move_to_vpc",
 )
 
 # Keys whose config value is text even when it looks like JSON (a droplet
@@ -461,6 +462,8 @@ class StackSpec(Strict):
     alerts: AlertsSpec | None = None
     # What DigitalOcean may do to a droplet (components/droplet_rules.py)
     protect: bool = True  # droplets and the reserved IP cannot be deleted or replaced
+    # A one-server droplet made before the stack had its own VPC stays outside it; true moves it in (a replacement).
+    move_to_vpc: bool = False
     resize_disk: bool = False  # a size change grows the disk too (irreversible)
     # Existing-host mode: one server (host) or several (hosts)
     host: HostSpec | None = None

@@ -37,6 +37,8 @@ class StackSpec(Protocol):
     @property
     def replica_count(self) -> int: ...
     @property
+    def move_to_vpc(self) -> bool: ...
+    @property
     def model_fields_set(self) -> set[str]: ...
 
 
@@ -212,10 +214,13 @@ def replacement_problems(
             # but Optional+Computed (digitalocean/droplet/resource_droplet.go:276-282): left out, it is no
             # change, so a one-server stack keeps its droplet where it is, whatever `protect` says.
             outside.append(d.name)
-            if spec.replica_count >= 2:
-                changes.append(("replicas", f"droplet {d.name} is not in the stack's VPC {vpc_names[0]} (it was made "
-                                            "before this version put every droplet there), and replicas >= 2 "
-                                            "needs it there; moving it"))
+            if spec.replica_count >= 2 or spec.move_to_vpc:
+                why = "replicas >= 2 needs it there" if spec.replica_count >= 2 else "move_to_vpc asks for it"
+                changes.append((
+                    "replicas" if spec.replica_count >= 2 else "move_to_vpc",
+                    f"droplet {d.name} is not in the stack's VPC {vpc_names[0]} (it was made before this version "
+                    f"put every droplet there), and {why}; moving it",
+                ))
         if not spec.protect:
             continue  # replaced on purpose: Pulumi carries it out
         for key, change in changes:

@@ -287,6 +287,25 @@ def test_a_droplet_made_before_the_stack_had_its_vpc_stays_where_it_is() -> None
     assert cloud.replaced == ["dev::server-droplet"]
 
 
+def test_move_to_vpc_moves_a_one_server_droplet_on_purpose() -> None:
+    """The explicit opt-in (issue 23 point 1): with protect on it is refused naming the key; off, it moves."""
+    from components.config import ConfigError
+
+    cloud = MockCloud()
+    run("dev", cloud)
+    rid, inputs = cloud.droplets["dev::server-droplet"]
+    cloud.droplets["dev::server-droplet"] = (rid, {k: v for k, v in inputs.items() if k != "vpcUuid"})
+    with pytest.raises(ConfigError) as err:
+        run("dev", cloud, move_to_vpc=True)
+    assert "plumber-hosting:move_to_vpc: droplet plumber-dev is not in the stack's VPC" in str(err.value)
+    assert cloud.replaced == []
+    moved = run("dev", cloud, move_to_vpc=True, protect=False)
+    assert cloud.replaced == ["dev::server-droplet"]
+    assert "vpcUuid" in moved.named("server-droplet").inputs
+    run("dev", cloud, move_to_vpc=True, protect=False)  # in the VPC now: nothing more happens
+    assert cloud.replaced == ["dev::server-droplet"]
+
+
 # ----------------------------------------------------------------- 6. resizing
 
 
