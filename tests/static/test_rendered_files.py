@@ -18,7 +18,12 @@ from tests.static.rendered import Landed, landed
 
 pytestmark = pytest.mark.static
 
-PEM = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
+# A whole certificate: the config decodes acme_ca_cert (components/keys.py certificate_problem).
+PEM = subprocess.run(
+    ["openssl", "req", "-x509", "-newkey", "ed25519", "-nodes", "-subj", "/CN=private acme test CA", "-days", "1",
+     "-keyout", "/dev/null"],
+    capture_output=True, text=True, check=True,
+).stdout
 
 
 def _https_private_acme() -> ProgramRun:
