@@ -79,6 +79,20 @@ class ProgramRun:
     def summary(self) -> list[tuple[str, str]]:
         return [(r.type, r.name) for r in self.resources]
 
+    def upstream(self, name: str) -> set[str]:
+        """The names of every resource `name` waits for, directly or through others (dependencies, parents)."""
+        by_urn = {x.urn: x for x in self.resources}
+        seen: set[str] = set()
+        todo = list(self.named(name).dependencies)
+        while todo:
+            urn = todo.pop()
+            if urn in seen or urn not in by_urn:
+                continue
+            seen.add(urn)
+            todo.extend(by_urn[urn].dependencies)
+            todo.append(by_urn[urn].parent)
+        return {by_urn[u].name for u in seen}
+
 
 def _secret_keys(struct: Any) -> set[str]:
     raw = json_format.MessageToDict(struct)

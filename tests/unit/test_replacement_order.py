@@ -45,21 +45,6 @@ def run(stack: str, cloud: MockCloud | None = None, **overrides: Any) -> Program
     return run_program(config(stack, **overrides), stack=stack, cloud=cloud, secret_keys=SECRETS)
 
 
-def upstream(r: ProgramRun, name: str) -> set[str]:
-    """Every resource `name` waits for, directly or through others (by name)."""
-    by_urn = {x.urn: x for x in r.resources}
-    seen: set[str] = set()
-    todo = list(r.named(name).dependencies)
-    while todo:
-        urn = todo.pop()
-        if urn in seen or urn not in by_urn:
-            continue
-        seen.add(urn)
-        todo.extend(by_urn[urn].dependencies)
-        todo.append(by_urn[urn].parent)
-    return {by_urn[u].name for u in seen}
-
-
 # --------------------------------------------------------------- the order
 
 
@@ -83,7 +68,7 @@ def test_commands_reach_the_droplet_at_its_own_address_not_the_reserved_ip(stack
 @pytest.mark.parametrize("stack", ["dev", "scale"])
 def test_reserved_ip_moves_only_once_the_droplet_serves(stack: str) -> None:
     r = run(stack)
-    before = upstream(r, "server-ip-assignment")
+    before = r.upstream("server-ip-assignment")
     serving = {"server-droplet", "server-firewall", "provision-server", "site-nginx", "rotation-join",
                *(f"{a['name']}-deploy" for a in config(stack)["apps"])}
     missing = serving - before
@@ -91,7 +76,7 @@ def test_reserved_ip_moves_only_once_the_droplet_serves(stack: str) -> None:
     # ... and nothing that builds the server waits for it
     for c in [*r.commands, *r.of_type(COPY)]:
         if c.name != "site-certificate":
-            assert "server-ip-assignment" not in upstream(r, c.name), c.name
+            assert "server-ip-assignment" not in r.upstream(c.name), c.name
 
 
 def test_a_replaced_droplet_is_built_before_the_ip_moves() -> None:
@@ -107,7 +92,7 @@ def test_a_replaced_droplet_is_built_before_the_ip_moves() -> None:
         assert f"\nPLUMBER_HOSTING_DROPLET={new_id} bash -c " in c.inputs["create"], c.name
         assert c.inputs["connection"]["host"] == DROPLET_IP
     assert r.named("server-ip-assignment").inputs["dropletId"] == int(new_id)
-    assert "rotation-join" in upstream(r, "server-ip-assignment")
+    assert "rotation-join" in r.upstream("server-ip-assignment")
 
 
 def test_https_gets_its_certificate_once_the_ip_points_at_the_server() -> None:
@@ -117,7 +102,7 @@ def test_https_gets_its_certificate_once_the_ip_points_at_the_server() -> None:
     site = r.named("site-nginx").inputs["create"]
     assert "plain HTTP until the reserved IP points here" in site and "certbot certonly" in site
     cert = r.named("site-certificate")
-    assert "server-ip-assignment" in upstream(r, "site-certificate")
+    assert "server-ip-assignment" in r.upstream("site-certificate")
     assert "certbot certonly" in cert.inputs["create"] and "until the reserved IP points here" not in cert.inputs[
         "create"]
     assert cert.inputs["create"].startswith("# plumber-hosting: on droplet ")

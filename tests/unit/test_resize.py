@@ -81,7 +81,7 @@ def test_a_resize_leaves_the_rotation_before_the_power_off() -> None:
         # ... and it rejoins after the resize: the join names the new size and waits for the droplet
         join = r.named(rotation(i))
         assert f", size {LARGE}\n" in join.inputs["create"].split("bash -c", 1)[0]
-        assert urn(r, droplet(i)) in {*join.dependencies, *_upstream(r, rotation(i))}
+        assert urn(r, droplet(i)) in {*join.dependencies, *(urn(r, n) for n in r.upstream(rotation(i)))}
 
 
 def test_droplet_i_is_drained_only_once_replica_i_minus_1_serves_again() -> None:
@@ -134,15 +134,3 @@ def test_one_server_has_no_rotation_leave() -> None:
     assert not any(x.name.endswith("resize-leave") for x in r.resources)
 
 
-def _upstream(r: ProgramRun, name: str) -> set[str]:
-    by_urn = {x.urn: x for x in r.resources}
-    seen: set[str] = set()
-    todo = list(r.named(name).dependencies)
-    while todo:
-        u = todo.pop()
-        if u in seen or u not in by_urn:
-            continue
-        seen.add(u)
-        todo.extend(by_urn[u].dependencies)
-        todo.append(by_urn[u].parent)
-    return seen
