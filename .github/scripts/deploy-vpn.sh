@@ -11,15 +11,24 @@
 #
 # WG_CONFIG holds the runner's whole wg-quick(8) configuration (an environment
 # secret: [Interface] PrivateKey + Address, [Peer] the gateway's PublicKey,
-# Endpoint and AllowedIPs). It is written to a file readable by root only and
-# never printed; wg-quick prints the commands it runs, not the keys. With no
-# WG_CONFIG, `up` says so and does nothing: SSH then goes straight from the
-# runner, which works only for stacks whose admin_cidrs admit any address
-# (dev). Nothing on the servers or in their firewalls changes either way.
+# Endpoint and AllowedIPs). AllowedIPs names the servers' addresses only (a
+# split tunnel, docs/gitops.md): with 0.0.0.0/0 wg-quick sends every packet
+# through the gateway from the moment it is up, the runner's connections to
+# GitHub already open included, and `up` warns. WG_CONFIG is written to a file
+# readable by root only and never printed; wg-quick prints the commands it
+# runs, not the keys. With no WG_CONFIG, `up` says so and does nothing: SSH
+# then goes straight from the runner, which works only for stacks whose
+# admin_cidrs admit any address (dev). Nothing on the servers or in their firewalls changes either way.
 #
 # Needs root (wg-quick creates an interface and routes) and wireguard-tools
-# (installed with apt-get if missing). Without the kernel's WireGuard module,
-# wg-quick falls back to wireguard-go by itself.
+# (installed with apt-get if missing). Without the kernel's WireGuard module
+# (GitHub-hosted runners' kernels have it; containers and some self-hosted
+# runners don't), wg-quick falls back to a userspace WireGuard only if one is
+# installed: its add_if() runs wireguard-go (or $WG_QUICK_USERSPACE_IMPLEMENTATION)
+# only if `command -v` finds it, and otherwise exits with the error of
+# `ip link add <iface> type wireguard`. wireguard-tools does not bring it (not
+# even as a recommendation), so `up` installs wireguard-go when the module is
+# missing and no userspace implementation is there.
 # Environment: WG_CONFIG, WG_INTERFACE (default wg-deploy), RUNNER_TEMP.
 set -euo pipefail
 
@@ -36,10 +45,19 @@ vpn_up() {
     echo "::notice title=no deploy VPN::WG_CONFIG is empty for this environment: SSH goes straight from this runner, which only works if the stack's admin_cidrs admit any address"
     return 0
   fi
-  if ! command -v wg-quick >/dev/null 2>&1; then
-    echo "installing wireguard-tools"
+  local missing=()
+  if ! command -v wg-quick >/dev/null 2>&1; then missing+=(wireguard-tools); fi
+  if [[ ! -e /sys/module/wireguard ]] && ! modprobe -q wireguard 2>/dev/null &&
+    ! command -v "${WG_QUICK_USERSPACE_IMPLEMENTATION:-wireguard-go}" >/dev/null 2>&1; then
+    missing+=(wireguard-go) # no kernel module: wg-quick's fallback, which it never installs itself
+  fi
+  if [[ ${#missing[@]} -gt 0 ]]; then
+    echo "installing ${missing[*]}"
     apt-get update -q >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wireguard-tools >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  if grep -Eiq '^[[:space:]]*AllowedIPs[[:space:]]*=([^#]*[,[:space:]])?(0\.0\.0\.0|::)/0([,[:space:]#]|$)' <<<"$WG_CONFIG"; then
+    echo "::warning title=full-tunnel deploy VPN::WG_CONFIG's AllowedIPs has a /0: every connection of this runner, those to GitHub already open included, goes through the gateway from now on. List the servers' addresses instead (docs/gitops.md, How CI reaches the servers)."
   fi
   if [[ -e "/sys/class/net/$iface" ]]; then
     echo "::error::interface $iface already exists: run 'deploy-vpn.sh down' first" >&2

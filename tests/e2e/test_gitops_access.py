@@ -8,7 +8,12 @@ admits SSH from admin_cidrs only):
 
 * before: from the runner, the host's SSH port does not answer, its HTTP does;
 * ``.github/scripts/deploy-vpn.sh up``, as up.yml runs it with the
-  environment's WG_CONFIG secret, then the program's remote commands carried out
+  environment's WG_CONFIG secret: the runner's configuration docs/gitops.md
+  recommends (read from it), a split tunnel with the server's address as its
+  AllowedIPs. Only that address is routed into the tunnel: a connection the
+  runner had open to another address (a stand-in for its own to GitHub) keeps
+  working, from the runner's own address;
+* the program's remote commands carried out
   from the runner (a changed app is deployed; the host's sshd logs the logins
   as coming from the gateway's address);
 * ``deploy-vpn.sh down``: the tunnel and its process are gone, and the runner's
@@ -25,7 +30,9 @@ from __future__ import annotations
 import copy
 import ipaddress
 import json
+import re
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -37,10 +44,19 @@ import pytest
 from tests.e2e.conftest import Deployer, curl, get_json
 from tests.engine import Engine
 from tests.lab.lab import Lab
-from tests.lab.runner_net import GATEWAY_OFFICE, RUNNER_ADDRESS, RunnerNetwork
+from tests.lab.runner_net import (
+    GATEWAY_OFFICE,
+    GATEWAY_PUBLIC,
+    RUNNER_ADDRESS,
+    RUNNER_NS,
+    RUNNER_PEER,
+    WG_PORT,
+    RunnerNetwork,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 VPN_SCRIPT = ROOT / ".github" / "scripts" / "deploy-vpn.sh"
+DOCS = ROOT / "docs" / "gitops.md"
 MARK = "STEPS "
 
 pytestmark = pytest.mark.skipif(
@@ -89,6 +105,43 @@ def _assert_ssh_closed_http_open(net: RunnerNetwork, lab: Lab, host_name: str, a
     assert http == "200"
 
 
+def docs_runner_config(net: RunnerNetwork, address: str) -> str:
+    """The runner's WG_CONFIG exactly as docs/gitops.md writes it, its placeholders filled in for the lab."""
+    m = re.search(r"The runner's side is the `WG_CONFIG` secret.*?```ini\n(.*?)```", DOCS.read_text(), re.S)
+    assert m, "docs/gitops.md has no runner WG_CONFIG block"
+    text = m.group(1)
+    for placeholder, value in (("<the runner's private key>", net.runner_key),
+                               ("<the gateway's public key>", net.gateway_pub),
+                               ("vpn.example.com:51820", f"{GATEWAY_PUBLIC}:{WG_PORT}"),
+                               ("<the servers' addresses>", f"{address}/32")):  # fmt: skip
+        assert placeholder in text, f"docs/gitops.md's runner block has no {placeholder}"
+        text = text.replace(placeholder, value)
+    assert "<" not in text, text
+    return text
+
+
+def _settings(conf: str) -> list[tuple[str, str]]:
+    return [tuple(x.strip() for x in line.split("=", 1)) for line in conf.splitlines() if "=" in line]  # type: ignore[misc]
+
+
+KEPT_CONNECTION = r"""
+import http.client, sys
+c = http.client.HTTPConnection(sys.argv[1], 80, timeout=10)
+def get():
+    c.request("GET", "/hello/health")
+    r = c.getresponse()
+    r.read()
+    return f"{r.status} {c.sock.getsockname()[0]}"
+print(get(), flush=True)
+sys.stdin.readline()
+print(get(), flush=True)
+"""
+
+
+def _route(net: RunnerNetwork, to: str) -> str:
+    return net.in_runner(["ip", "-o", "route", "get", to]).stdout.strip()
+
+
 def _ufw_added(lab: Lab, host_name: str) -> list[str]:
     out = lab.ssh(host_name, "ufw show added", check=True).stdout.decode()
     return [line for line in out.splitlines() if line.startswith("ufw ")]
@@ -109,12 +162,35 @@ def test_deploy_vpn_lets_the_pipeline_through_and_closes_again(
     # before: the runner's SSH is dropped, its HTTP is not (so the path works; ufw is what stops SSH)
     _assert_ssh_closed_http_open(net, lab, host_name, address, "before")
 
-    env = {"RUNNER_TEMP": str(tmp_path), "WG_CONFIG": net.wg_config()}
-    vpn = net.in_runner(["bash", str(VPN_SCRIPT), "up"], env=env, timeout=60)
+    # the configuration the docs recommend (a split tunnel), the same as the lab network's own peer config
+    wg_config = docs_runner_config(net, address)
+    assert _settings(wg_config) == _settings(net.wg_config()), (wg_config, net.wg_config())
+    allowed = dict(_settings(wg_config))["AllowedIPs"]
+    print(f"WG_CONFIG from docs/gitops.md: AllowedIPs = {allowed}")
+    # a connection the runner has open before the tunnel (its own to GitHub, say): to another address
+    kept = subprocess.Popen(["ip", "netns", "exec", RUNNER_NS, sys.executable, "-c", KEPT_CONNECTION, RUNNER_PEER],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert kept.stdout is not None and kept.stdin is not None
+        first = kept.stdout.readline().strip()
+        env = {"RUNNER_TEMP": str(tmp_path), "WG_CONFIG": wg_config}
+        vpn = net.in_runner(["bash", str(VPN_SCRIPT), "up"], env=env, timeout=60)
+        kept.stdin.write("\n")
+        kept.stdin.flush()
+        second = kept.stdout.readline().strip()
+    finally:
+        kept.kill()
+        kept.wait(timeout=10)
     assert vpn.returncode == 0, vpn.stdout + vpn.stderr
     assert net.runner_key not in vpn.stdout + vpn.stderr  # the private key is never printed
+    assert "full-tunnel" not in vpn.stdout  # no /0 warning for the recommended configuration
     wg_quick = [line for line in vpn.stderr.splitlines() if line.startswith("[#]")]
     print(f"deploy-vpn.sh up: exit 0; wg-quick ran {wg_quick}; {vpn.stdout.strip().splitlines()[-1]!r}")
+    to_server, to_other = _route(net, address), _route(net, RUNNER_PEER)
+    print(f"routes: {to_server!r}; {to_other!r}")
+    assert " dev wg-deploy " in to_server and " dev wg-deploy " not in to_other
+    print(f"connection to {RUNNER_PEER} opened before the tunnel: before {first!r}, after {second!r}")
+    assert first.endswith(f" {RUNNER_ADDRESS}") and second == first, (first, second)
 
     # the pipeline's `pulumi up`: a changed app's deploy, its SSH from the runner
     cfg = copy.deepcopy(deployed)
