@@ -164,9 +164,10 @@ def fingerprint(public_key: str) -> str:
 class KeyOnAccount:
     fingerprint: str
     upload: bool  # declare the SshKey resource (absent from the account, or uploaded by this stack)
+    name: str  # the name the stack's own key carries
 
 
-def ssh_key_on_account(public_key: str, own_name: str, record: StackRecord | None = None) -> KeyOnAccount:
+def ssh_key_on_account(public_key: str, droplet_name: str, record: StackRecord | None = None) -> KeyOnAccount:
     """Whether the stack must upload its key (declare the SshKey), or reuse the one already on the account.
 
     The key this stack uploaded is the one whose id its last `up` recorded: the
@@ -175,9 +176,16 @@ def ssh_key_on_account(public_key: str, own_name: str, record: StackRecord | Non
     ForceNew, digitalocean/sshkey/resource_ssh_key.go:31-35; Update sends it, :126-) instead of dropping it,
     which would delete it from the account. Any other key with the fingerprint
     (added by hand, or uploaded by another stack) is reused and never touched.
-    A stack of an earlier version recorded no ids: its key carries ``own_name``.
+    A stack of an earlier version recorded no ids: its key carries ``<droplet_name>-deploy``, and
+    keeps that name. Any other stack names its key ``<droplet_name>-deploy-<project>-<stack>``: a
+    name no other stack or project gives its key, so a stack whose first `up` failed before its
+    outputs were written (no ids recorded yet, the key already uploaded and in its state) still
+    knows its own key and keeps declaring it, instead of dropping it (which would delete it).
     """
     record = record if record is not None else stack_record()
+    legacy = f"{droplet_name}-deploy"
+    qualified = f"{droplet_name}-deploy-{pulumi.get_project()}-{pulumi.get_stack()}"
+    own_name = legacy if record.kind == "legacy" else qualified
     fp = fingerprint(public_key)
     found = _read(
         "the account's SSH keys",
@@ -187,9 +195,9 @@ def ssh_key_on_account(public_key: str, own_name: str, record: StackRecord | Non
         others = [k for k in found if str(k.id) != record.ssh_key]
     elif record.kind == "legacy":
         others = [k for k in found if k.name != own_name]
-    else:  # a new stack owns nothing yet
-        others = list(found)
-    return KeyOnAccount(fingerprint=fp, upload=not others)
+    else:  # nothing recorded: a new stack, or one whose first `up` failed before recording
+        others = [k for k in found if k.name != own_name]
+    return KeyOnAccount(fingerprint=fp, upload=not others, name=own_name)
 
 
 # ------------------------------------------------- droplets and the VPCs

@@ -216,13 +216,12 @@ class Server(pulumi.ComponentResource):
         else:
             self.ssh_keys = list(spec.ssh_key_ids)
             if spec.ssh_public_key is not None:
-                key_name = f"{droplet_base_name(spec, args.stack)}-deploy"
                 # Recognised by the id the stack's last `up` recorded (components/account.py), not by
                 # its name: a droplet_name change renames the key in place instead of deleting it.
-                on_account = ssh_key_on_account(spec.ssh_public_key, key_name)
+                on_account = ssh_key_on_account(spec.ssh_public_key, droplet_base_name(spec, args.stack))
                 if on_account.upload:
                     key_resources.append(
-                        do.SshKey(f"{name}-key", name=key_name, public_key=spec.ssh_public_key, opts=child)
+                        do.SshKey(f"{name}-key", name=on_account.name, public_key=spec.ssh_public_key, opts=child)
                     )
                 # The fingerprint as text, not the SshKey's output: the droplet's ssh_keys
                 # (ForceNew) stay the same whoever uploaded the key.

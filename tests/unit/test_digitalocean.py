@@ -69,7 +69,7 @@ def test_a_key_already_on_the_account_is_reused_not_uploaded() -> None:
 def test_a_new_key_is_uploaded_and_the_droplet_waits_for_it() -> None:
     r = run("dev", MockCloud())
     key = r.named("server-key")
-    assert key.inputs["publicKey"] == public_key("dev") and key.inputs["name"] == "plumber-dev-deploy"
+    assert key.inputs["publicKey"] == public_key("dev") and key.inputs["name"] == "plumber-dev-deploy-plumber-hosting-dev"
     droplet = r.named("server-droplet")
     assert droplet.inputs["sshKeys"] == [FP]
     assert key.urn in droplet.dependencies
@@ -80,7 +80,7 @@ def test_two_stacks_with_one_key_in_one_account() -> None:
     cloud = MockCloud()
     dev = run("dev", cloud)
     assert dev.of_type(SSH_KEY)
-    assert [k["name"] for k in cloud.ssh_keys] == ["plumber-dev-deploy"]  # what the account holds after dev's `up`
+    assert [k["name"] for k in cloud.ssh_keys] == ["plumber-dev-deploy-plumber-hosting-dev"]  # what the account holds after dev's `up`
     prod = run("prod", cloud)
     assert not prod.of_type(SSH_KEY)
     dev_again = run("dev", cloud)
@@ -672,8 +672,8 @@ def test_renaming_the_droplet_keeps_the_stacks_own_ssh_key() -> None:
     renamed = run("dev", cloud, droplet_name="plumber-dev2")
     assert cloud.deleted_keys == [], "the stack deleted its own key from the account"
     again = renamed.named("server-key")
-    assert again.urn == key.urn and again.inputs["name"] == "plumber-dev2-deploy"
-    assert [(k["id"], k["name"]) for k in cloud.ssh_keys] == [(uploaded, "plumber-dev2-deploy")]
+    assert again.urn == key.urn and again.inputs["name"] == "plumber-dev2-deploy-plumber-hosting-dev"
+    assert [(k["id"], k["name"]) for k in cloud.ssh_keys] == [(uploaded, "plumber-dev2-deploy-plumber-hosting-dev")]
     assert run("dev", cloud, droplet_name="plumber-dev2").named("server-key").urn == key.urn
     assert cloud.replaced == [] and cloud.deleted_keys == []
     # what the next run reads back from the stack's own state (components/account.py stack_record)
@@ -685,7 +685,19 @@ def test_a_stack_from_an_earlier_version_keeps_its_key_by_name() -> None:
     cloud = MockCloud()
     run("dev", cloud)
     cloud.stack_outputs["dev"].pop("owned_ids", None)
-    assert run("dev", cloud).named("server-key") and cloud.deleted_keys == []
+    cloud.ssh_keys[0]["name"] = "plumber-dev-deploy"  # as an earlier version named it
+    again = run("dev", cloud)
+    assert again.named("server-key").inputs["name"] == "plumber-dev-deploy" and cloud.deleted_keys == []
+
+
+def test_a_first_up_that_failed_before_recording_keeps_its_key() -> None:
+    """The first `up` uploaded the key (it is in the stack's state) but failed before its outputs were
+    written: the next run, with nothing recorded, still recognises the key by its stack-qualified name."""
+    cloud = MockCloud()
+    run("dev", cloud)
+    cloud.stack_outputs["dev"] = {}  # what a failed first `up` leaves: no outputs
+    again = run("dev", cloud)
+    assert again.named("server-key") and cloud.deleted_keys == [], "the stack deleted the key it had uploaded"
 
 
 def test_a_new_stack_never_claims_another_stacks_key() -> None:
