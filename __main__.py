@@ -11,7 +11,7 @@ import pulumi
 from components.account import RECORD_OUTPUT, owned_ids, read_live_stack
 from components.config import load_spec, private_key_text
 from components.dns import Dns, DnsArgs
-from components.fleet import build_replicas
+from components.fleet import build_replicas, certify
 from components.loadbalancer import LoadBalancer, LoadBalancerArgs
 from components.monitoring import Monitoring, MonitoringArgs
 from components.network import Network, NetworkArgs
@@ -53,7 +53,7 @@ replicas = build_replicas(
 first = replicas[0]
 address = front.ip if front is not None else first.server.address
 
-if spec.domain is not None and spec.manage_dns:
+dns = (
     Dns(
         "dns",
         DnsArgs(
@@ -62,9 +62,14 @@ if spec.domain is not None and spec.manage_dns:
             ipv4=address,
             ipv6=front.ipv6 if front is not None else first.server.ipv6_address,
         ),
-        # Behind a load balancer: the name moves to it once every replica serves.
-        opts=pulumi.ResourceOptions(depends_on=[r.rotation for r in replicas if r.rotation]) if front else None,
+        # The name moves (to the load balancer, or an AAAA to a new droplet's own address) once every
+        # replica serves: a build that fails leaves it where it was.
+        opts=pulumi.ResourceOptions(depends_on=[r.rotation for r in replicas if r.rotation]),
     )
+    if spec.domain is not None and spec.manage_dns
+    else None
+)
+certify(spec, replicas, after=[dns] if dns is not None else [])
 
 if not spec.existing_host:
     droplets = [r.server.droplet for r in replicas if r.server.droplet is not None]

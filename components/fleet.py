@@ -150,6 +150,8 @@ class Replica:
     url: pulumi.Output[str]
     apps: dict[str, PlumberApp] = field(default_factory=dict)
     rotation: Rotation | None = None
+    assignment: pulumi.Resource | None = None  # the reserved IP's, made once the replica serves
+    on_server: list[pulumi.ResourceTransformation] = field(default_factory=list)
 
 
 def build_replicas(
@@ -234,19 +236,29 @@ def build_replicas(
         )
         # Reserved-IP mode: the IP moves to a (new) droplet only once it serves: provisioned, its
         # apps deployed and health-checked by the rotation (components/server.py).
-        assignment = server.serve_at_reserved_ip([replica.rotation.command])
-        if assignment is not None and spec.host_tls:
-            # Its certificate: HTTP-01 reaches this droplet only through the address (DNS names the
-            # reserved IP), so a droplet without one yet serves plain HTTP until here.
-            # Every later run is certbot's --keep-until-expiring no-op.
-            script_command(
-                f"{replica_name('site', i)}-certificate",
-                connection=server.connection,
-                script=site.certificate_script,
-                sudo=server.sudo,
-                opts=pulumi.ResourceOptions(
-                    parent=server, depends_on=[site.command, assignment], transformations=on_server
-                ),
-            )
+        replica.assignment = server.serve_at_reserved_ip([replica.rotation.command])
+        replica.on_server = on_server
         replicas.append(replica)
     return replicas
+
+
+def certify(spec: StackSpec, replicas: list[Replica], after: list[pulumi.Resource]) -> None:
+    """Reserved-IP mode with https: each droplet's certificate, once the reserved IP and the DNS
+    records (``after``: an AAAA names the droplet's own IPv6 address, and Let's Encrypt tries IPv6
+    first) point at it. HTTP-01 reaches the droplet only through them, so a droplet without a
+    certificate yet serves plain HTTP until here. Every later run is certbot's
+    --keep-until-expiring no-op."""
+    if not spec.host_tls:
+        return
+    for r in replicas:
+        if r.assignment is None:
+            continue
+        script_command(
+            f"{replica_name('site', r.index)}-certificate",
+            connection=r.server.connection,
+            script=r.site.certificate_script,
+            sudo=r.server.sudo,
+            opts=pulumi.ResourceOptions(
+                parent=r.server, depends_on=[r.site.command, r.assignment, *after], transformations=r.on_server
+            ),
+        )

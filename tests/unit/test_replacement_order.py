@@ -201,3 +201,13 @@ def test_a_real_script_refuses_before_it_changes_anything(tmp_path: Path) -> Non
     assert re.search(r"refusing to run: this script is for droplet 4242, but this server is droplet 99",
                      refused.stderr)
     assert "in-service" not in refused.stderr and "flock" not in refused.stderr
+
+
+def test_the_aaaa_record_moves_only_once_the_droplet_serves() -> None:
+    """The AAAA names the droplet's own IPv6 address: on a replacement it must move with the reserved IP, once
+    the new droplet serves (a failed build leaves it on the old one), and the certificate comes after it
+    (Let's Encrypt tries IPv6 first; the old droplet would answer the challenge with 404)."""
+    r = run("prod")
+    assert r.named("dns-aaaa").inputs.get("type") == "AAAA"
+    assert "rotation-join" in r.upstream("dns-aaaa")
+    assert {"dns-aaaa", "server-ip-assignment"} <= r.upstream("site-certificate")
