@@ -112,3 +112,35 @@ def test_the_pinned_cli_is_the_one_that_runs(pulumi_bin: Path) -> None:
     pinned = build.split("version=", 1)[1].split()[0]
     done = subprocess.run([str(pulumi_bin / "pulumi"), "version"], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == pinned
+
+
+def test_the_readme_quotes_the_engines_own_words(real_stack: Callable[..., RealStack], pulumi_bin: Path) -> None:
+    """Every message the README's "Protection and destroy" section quotes is what the engine prints
+    (an earlier README quoted "unable to delete resource … as it is currently marked for protection",
+    which the engine never says)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert "## Protection and destroy" in readme
+    assert "unable to delete resource" not in readme, "a message the engine never prints"
+    section = readme.split("## Protection and destroy", 1)[1].split("\n## ", 1)[0]
+    section = re.sub(r"```.*?```", "", section, flags=re.S)  # commands, not messages
+    quoted = [q for q in re.findall(r"`([^`]+)`", section.replace("\n", " ")) if q.startswith(("resource ", "unable "))]
+    assert quoted, "the section quotes the engine's messages"
+    rs = real_stack(program)
+    rs.stack.up(on_output=rs.log.append)
+    printed = cli(rs, pulumi_bin, "destroy", "--yes")  # the delete message
+    rs.stack.set_config("protect", auto.ConfigValue("true"))
+    words = " ".join((printed.stdout + printed.stderr).replace("`", "").split())
+    for q in quoted:
+        if q.startswith("unable to replace"):
+            continue  # a replacement needs a provider's diff; its text is step_generator.go's, checked below
+        pattern = ".*?".join(re.escape(" ".join(part.split())) for part in q.split("…"))
+        assert re.search(pattern, words), f"README quotes {q!r}; the engine printed:\n{words[-1500:]}"
+    source = Path(
+        subprocess.run(["bash", "-c", "ls -d /root/go/pkg/mod/github.com/pulumi/pulumi/pkg/v3@v3.274.0 2>/dev/null"],
+                       capture_output=True, text=True).stdout.strip() or "/nonexistent"
+    ) / "resource" / "deploy" / "step_generator.go"
+    if source.exists():
+        text = " ".join(source.read_text().split())
+        for q in (q for q in quoted if q.startswith("unable to replace")):
+            first = q.split("…")[0].split('"')[0].strip()
+            assert f'"{first}' in text or first in text, q
