@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import local_overrides
 from tests.program import MockCloud, ProgramRun, run_program, stack_config
 
 DO = "digitalocean:index/"
@@ -659,7 +660,7 @@ def test_a_refused_token_is_a_config_error_naming_DIGITALOCEAN_TOKEN() -> None: 
     assert message.startswith("invalid stack config:\n  DIGITALOCEAN_TOKEN: DigitalOcean refused the token"), message
     assert "401" in message and "Unable to authenticate you" in message
     # an existing-host stack reads nothing from DigitalOcean
-    assert run_program(config("local"), stack="local", cloud=MockCloud(token_refused=True), preview=True)
+    assert run_program(config("local", **local_overrides()), stack="local", cloud=MockCloud(token_refused=True), preview=True)
 
 
 def test_renaming_the_droplet_keeps_the_stacks_own_ssh_key() -> None:
