@@ -23,13 +23,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import pulumi
 from pulumi_command import remote
 
 from components.app import PlumberApp, PlumberAppArgs
 from components.config import StackSpec
+from components.droplet_rules import LiveDroplet
 from components.loadbalancer import LoadBalancer
 from components.network import Network
 from components.provision import Provision, ProvisionArgs
@@ -79,21 +79,8 @@ def runs_on(
     return [transform]
 
 
-class Running(Protocol):
-    """A droplet of the stack as the account has it now (components/droplet_rules.py LiveDroplet)."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def size(self) -> str: ...
-    @property
-    def ipv4_address(self) -> str: ...
-
-
 def resize_drain(
-    spec: StackSpec, index: int, live: Running | None, private_key: pulumi.Output[str], after: list[pulumi.Resource]
+    spec: StackSpec, index: int, live: LiveDroplet | None, private_key: pulumi.Output[str], after: list[pulumi.Resource]
 ) -> remote.Command | None:
     """Behind the load balancer: the droplet leaves the rotation before a resize powers it off.
 
@@ -163,7 +150,7 @@ def build_replicas(
     front: LoadBalancer | None,
     network: Network | None = None,
     outside_vpc: bool = False,
-    live_droplets: Sequence[Running] = (),
+    live_droplets: Sequence[LiveDroplet] = (),
 ) -> list[Replica]:
     """``outside_vpc``: the (only) droplet predates the stack's VPC and stays out of it.
     ``live_droplets``: the stack's droplets as the account has them now (components/account.py)."""
