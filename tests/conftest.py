@@ -20,6 +20,9 @@ subprocess.run(
     check=True,
 )
 os.environ["HOME"] = str(_HOME)
+# The program refuses a stale SSH agent socket (components/keys.py agent_problem); the tests use their own key
+# and no agent, whatever the developer's shell holds (the agent tests set the variable themselves).
+os.environ.pop("SSH_AUTH_SOCK", None)
 TEST_KEY = _HOME / ".ssh" / "id_ed25519"
 
 
