@@ -11,7 +11,6 @@ to a droplet only while its ``/healthz`` answers 200 (see
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import pulumi
@@ -30,11 +29,6 @@ UNHEALTHY_THRESHOLD = 3
 DRAIN_SECONDS = HEALTH_INTERVAL * UNHEALTHY_THRESHOLD + HEALTH_TIMEOUT
 STICKY_COOKIE = "plumber_lb"
 ANYWHERE = ["0.0.0.0/0", "::/0"]
-
-
-def tag_name(droplet_name: str) -> str:
-    """The tag of a stack made by an earlier version (components/droplet_rules.py lb_tag_name names them now)."""
-    return re.sub(r"[^A-Za-z0-9:_-]", "-", f"{droplet_name}-lb")
 
 
 def certificate_name(droplet_name: str, fqdn: str) -> str:
@@ -62,7 +56,7 @@ class LoadBalancerArgs:
     spec: StackSpec
     droplet_name: str
     vpc: do.Vpc  # the stack's own (components/network.py), which its droplets are in from the start
-    tag: str = ""  # the droplets' tag (components/droplet_rules.py lb_tag_name); "" for tag_name(droplet_name)
+    tag: str  # the droplets' tag (components/droplet_rules.py lb_tag_name: new, recorded or an earlier version's)
 
 
 class LoadBalancer(pulumi.ComponentResource):
@@ -82,7 +76,7 @@ class LoadBalancer(pulumi.ComponentResource):
 
         self.vpc = args.vpc
         # Unique per stack: a tag is account-wide, and the load balancer sends requests to every droplet with it.
-        self.tag = do.Tag(f"{name}-tag", name=args.tag or tag_name(base), opts=child)
+        self.tag = do.Tag(f"{name}-tag", name=args.tag, opts=child)
 
         rules = [
             do.LoadBalancerForwardingRuleArgs(entry_port=80, entry_protocol="http", target_port=80, target_protocol="http"),
