@@ -52,11 +52,6 @@ def droplet_names(spec: StackSpec, base: str) -> list[str]:
     return [base] if not spec.load_balanced else [f"{base}-{i}" for i in range(1, spec.replicas + 1)]
 
 
-def do_tag(text: str) -> str:
-    """A valid DigitalOcean tag for `text` (letters, digits, ":", "-", "_"; 1-255: digitalocean/tag/tags.go)."""
-    return re.sub(r"[^A-Za-z0-9:_-]", "-", text)[:255]
-
-
 class Server(pulumi.ComponentResource):
     address: pulumi.Output[str]
     ipv6_address: pulumi.Output[str] | None
